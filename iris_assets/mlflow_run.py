@@ -1,0 +1,463 @@
+"""The MLflow binding: one Dagster run is recorded as exactly one MLflow run.
+
+``MlflowRun`` is the only code that knows about the MLflow run lifecycle; assets
+just call ``mlflow.log_params(...)``, ``mlflow.log_model(...)`` and so on. It keeps
+dagster-mlflow's resource config keys and its ``dagster_run_id`` tag, and fixes
+what the stock resource gets wrong:
+
+* No global state. The stock resource drives MLflow's *fluent* API, whose active
+  run is process-global: two materialisations in one process share a run, and
+  MLflow 3's ``atexit`` hook (``_safe_end_run``) marks a failed run FINISHED when
+  a step process exits. Here every call goes through an ``MlflowClient`` with an
+  explicit run id, so there is no active run for anything to end or share.
+* Lazy binding. Nothing touches MLflow until an asset logs something, so
+  ``execute_job`` re-initialising resources after the run has ended (what
+  ``dagster job execute`` does) opens nothing.
+* A race-free choice of run. Steps of one Dagster run may start at the same time
+  in different processes or hosts (parallel root assets under the multiprocess
+  executor); "search by tag, create if missing" then creates two runs. Here a step
+  that finds no run creates a *candidate* and announces it as an engine event in
+  the Dagster run's event log. The event log is shared by every executor and gives
+  its events a total order, so every step elects the same run: the first announced.
+  Losing candidates are deleted.
+* The status is derived from the Dagster event log, not from "the last op in
+  topological order" (a job hook that never runs for the asset job the UI
+  launches). When a step process tears the resource down it reads the run's step
+  events: any STEP_FAILURE ends the MLflow run FAILED, and once every planned step
+  has succeeded it ends FINISHED. Both writes are idempotent and never contradict
+  each other, so steps finishing concurrently in any order agree.
+* Re-execution from failure (from the UI, or an automatic run retry) continues
+  the failed run's MLflow run, so it ends FINISHED with every artifact once; any
+  other new Dagster run gets a new MLflow run.
+"""
+
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import urlparse
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_RESUME_RETRY_TAG, RESUME_RETRY_TAG
+from pydantic import Field, PrivateAttr
+
+from iris_assets.local_state import embedded_tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+DEFAULT_EXPERIMENT = "relatorio-II-iris-pipeline"
+EXPERIMENT_ENV_VAR = "IRIS_MLFLOW_EXPERIMENT"
+UI_URL_ENV_VAR = "MLFLOW_UI_URL"
+DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` / `mlflow server` listen by default
+
+DAGSTER_RUN_ID_TAG = "dagster_run_id"  # dagster-mlflow's tag: existing queries keep working
+DAGSTER_RUN_IDS_TAG = "dagster_run_ids"  # every Dagster run that wrote to this MLflow run
+JOB_NAME_TAG = "dagster_job_name"
+PARENT_RUN_ID_TAG = "dagster_parent_run_id"
+ROOT_RUN_ID_TAG = "dagster_root_run_id"
+UPSTREAM_TAG_PREFIX = "upstream."
+
+RUN_ID_METADATA_KEY = "mlflow_run_id"
+RUN_URL_METADATA_KEY = "mlflow_run_url"
+# Metadata key of the engine events that announce candidate runs (see module docstring).
+CANDIDATE_METADATA_KEY = "mlflow_run_candidate"
+
+# `Model.log` resolves the tracking URI from process-global state; serialise the
+# few calls that need it so concurrent bindings to different stores stay apart.
+_GLOBAL_MLFLOW_STATE = threading.Lock()
+
+
+class MlflowBindingError(Exception):
+    """The MLflow run for this Dagster run could not be opened or used."""
+
+
+class MlflowRun(dg.ConfigurableResource):
+    """The MLflow run of the current Dagster run: every step of one run logs to it.
+
+    The config keys are dagster-mlflow's (``experiment_name``, ``mlflow_tracking_uri``,
+    ``parent_run_id``, ``mlflow_run_id``, ``env``, ``env_to_tag``, ``extra_tags``), so
+    run config written for ``dagster_mlflow.mlflow_tracking`` keeps working.
+    """
+
+    experiment_name: Optional[str] = Field(
+        default=None,
+        description=f"MLflow experiment. Default: ${EXPERIMENT_ENV_VAR}, else {DEFAULT_EXPERIMENT!r}.",
+    )
+    mlflow_tracking_uri: Optional[str] = Field(
+        default=None,
+        description="Tracking URI. Default: $MLFLOW_TRACKING_URI, else the embedded sqlite "
+        "store .iris_state/mlflow.db.",
+    )
+    parent_run_id: Optional[str] = Field(
+        default=None, description="Nest each run under this MLflow run."
+    )
+    mlflow_run_id: Optional[str] = Field(
+        default=None, description="Log into this existing MLflow run instead of opening one."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables set before MLflow is used."
+    )
+    env_to_tag: Optional[list[str]] = Field(
+        default=None, description="Environment variables recorded as MLflow run tags."
+    )
+    extra_tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra tags on every MLflow run."
+    )
+    ui_url: Optional[str] = Field(
+        default=None,
+        description=f"Base URL of the MLflow UI for links. Default: ${UI_URL_ENV_VAR}, else the "
+        f"tracking URI when it is http(s), else {DEFAULT_UI_URL}.",
+    )
+
+    _init_context: Optional[dg.InitResourceContext] = PrivateAttr(default=None)
+    _binding: Optional["_Binding"] = PrivateAttr(default=None)
+    _bind_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Deliberately touches nothing: see "Lazy binding" above.
+        self._init_context = context
+        self._binding = None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._binding is not None:
+            self._binding.settle(context.instance, context.dagster_run, context.log)
+
+    # -- what assets use ---------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self._bound().run_id
+
+    @property
+    def experiment_id(self) -> str:
+        return self._bound().experiment_id
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._bound().tracking_uri
+
+    @property
+    def client(self) -> "MlflowClient":
+        return self._bound().client
+
+    @property
+    def run_url(self) -> str:
+        binding = self._bound()
+        return f"{binding.ui_url}/#/experiments/{binding.experiment_id}/runs/{binding.run_id}"
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(key, str(value)) for key, value in params.items()]
+        for start in range(0, len(items), 100):  # MLflow's per-request limit
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(
+            self.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()]
+        )
+
+    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, dict(dictionary), artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """Log ``data`` as the artifact ``artifact_file`` (a path inside the run's artifacts)."""
+        folder, _, file_name = artifact_file.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / file_name
+            local.write_bytes(data)
+            self.client.log_artifact(self.run_id, str(local), folder or None)
+
+    def log_model(self, flavor: Any, model: Any, name: str = "model", **kwargs: Any) -> Any:
+        """Log ``model`` through an MLflow flavour module (e.g. ``mlflow.sklearn``) into this run.
+
+        Any model of the same name this run already holds (from a step that is being
+        re-executed) is deleted first, so the run holds each model exactly once.
+        """
+        binding = self._bound()
+        client = binding.client
+        for stale in client.search_logged_models(
+            experiment_ids=[binding.experiment_id],
+            filter_string=f"source_run_id = '{binding.run_id}' AND name = '{name}'",
+        ):
+            client.delete_logged_model(stale.model_id)
+        with _GLOBAL_MLFLOW_STATE:
+            import mlflow
+
+            mlflow.set_tracking_uri(binding.tracking_uri)
+            # Created here so the logged model lands in the run's experiment, not in
+            # whatever experiment is globally active in this process.
+            logged = client.create_logged_model(
+                binding.experiment_id, name=name, source_run_id=binding.run_id
+            )
+            return flavor.log_model(
+                model, name=name, model_id=logged.model_id, run_id=binding.run_id, **kwargs
+            )
+
+    def link(self, context: dg.AssetExecutionContext) -> dict[str, dg.MetadataValue]:
+        """Materialisation metadata pointing at this MLflow run.
+
+        Also records, as ``upstream.<asset>.*`` tags, which MLflow run produced each
+        upstream asset this step read when that was not this run (a partial
+        materialisation, say ``metrics`` alone, reads the model of an earlier run).
+        """
+        binding = self._bound()
+        lineage: dict[str, str] = {}
+        for key in context.assets_def.keys_by_input_name.values():
+            event = context.instance.get_latest_materialization_event(key)
+            if event is None or event.asset_materialization is None:
+                continue
+            upstream = event.asset_materialization.metadata.get(RUN_ID_METADATA_KEY)
+            if upstream is not None and upstream.value != binding.run_id:
+                name = key.to_user_string()
+                lineage[f"{UPSTREAM_TAG_PREFIX}{name}.mlflow_run_id"] = str(upstream.value)
+                lineage[f"{UPSTREAM_TAG_PREFIX}{name}.dagster_run_id"] = event.run_id
+        if lineage:
+            self.set_tags(lineage)
+        return {
+            RUN_ID_METADATA_KEY: dg.MetadataValue.text(binding.run_id),
+            RUN_URL_METADATA_KEY: dg.MetadataValue.url(self.run_url),
+        }
+
+    # -- binding -----------------------------------------------------------------------------
+
+    def _bound(self) -> "_Binding":
+        with self._bind_lock:
+            if self._binding is None:
+                if self._init_context is None or self._init_context.dagster_run is None:
+                    raise MlflowBindingError(
+                        "MlflowRun is used outside a Dagster run; give it to an asset as a resource."
+                    )
+                self._binding = _Binding.open(self, self._init_context)
+            return self._binding
+
+    def resolved_experiment_name(self) -> str:
+        return self.experiment_name or os.environ.get(EXPERIMENT_ENV_VAR) or DEFAULT_EXPERIMENT
+
+    def resolved_tracking_uri(self) -> str:
+        return (
+            self.mlflow_tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or embedded_tracking_uri()
+        )
+
+    def resolved_ui_url(self, tracking_uri: str) -> str:
+        explicit = self.ui_url or os.environ.get(UI_URL_ENV_VAR)
+        if explicit:
+            return explicit.rstrip("/")
+        if urlparse(tracking_uri).scheme in ("http", "https"):
+            return tracking_uri.rstrip("/")
+        return DEFAULT_UI_URL
+
+
+@dataclass
+class _Binding:
+    client: "MlflowClient"
+    tracking_uri: str
+    ui_url: str
+    experiment_id: str
+    run_id: str
+    dagster_run_id: str
+
+    @classmethod
+    def open(cls, resource: MlflowRun, context: dg.InitResourceContext) -> "_Binding":
+        from mlflow import MlflowClient
+
+        os.environ.update(resource.env)
+        instance, dagster_run, log = context.instance, context.dagster_run, context.log
+        assert instance is not None and dagster_run is not None
+        tracking_uri = resource.resolved_tracking_uri()
+        client = MlflowClient(tracking_uri=tracking_uri)
+        experiment_id = _experiment_id(client, resource.resolved_experiment_name(), tracking_uri)
+
+        announced = announced_mlflow_runs(instance, dagster_run.run_id)
+        if announced:
+            run_id = announced[0]
+        else:
+            inherited = resource.mlflow_run_id or _continued_mlflow_run(instance, dagster_run)
+            if inherited:
+                _announce(instance, dagster_run, inherited, "continues")
+                run_id = inherited
+                client.update_run(run_id, status="RUNNING")
+            else:
+                candidate = _create_run(client, experiment_id, resource, dagster_run)
+                _announce(instance, dagster_run, candidate, "proposes")
+                run_id = announced_mlflow_runs(instance, dagster_run.run_id)[0]
+                if run_id != candidate:
+                    # Another step announced first: everyone uses that one.
+                    client.delete_run(candidate)
+        run = _record_dagster_run(client, run_id, dagster_run)
+        binding = cls(
+            client=client,
+            tracking_uri=tracking_uri,
+            ui_url=resource.resolved_ui_url(tracking_uri),
+            experiment_id=run.info.experiment_id,
+            run_id=run_id,
+            dagster_run_id=dagster_run.run_id,
+        )
+        if log is not None:
+            log.info(f"MLflow run {run_id} in experiment {experiment_id} ({tracking_uri})")
+        return binding
+
+    def settle(self, instance, dagster_run, log) -> None:
+        """End the MLflow run if the Dagster event log says the Dagster run is over."""
+        status = mlflow_status_from_event_log(instance, dagster_run)
+        if status is None:
+            return
+        self.client.set_terminated(self.run_id, status=status)
+        if status == "FINISHED":
+            _delete_losing_candidates(self.client, self.experiment_id, self.run_id, dagster_run)
+        if log is not None:
+            log.info(f"MLflow run {self.run_id} ended {status}")
+
+
+def mlflow_status_from_event_log(instance: dg.DagsterInstance, dagster_run) -> Optional[str]:
+    """FAILED once any step failed, FINISHED once every planned step succeeded, else None."""
+    events = instance.all_logs(
+        dagster_run.run_id,
+        of_type={
+            dg.DagsterEventType.STEP_SUCCESS,
+            dg.DagsterEventType.STEP_FAILURE,
+            dg.DagsterEventType.STEP_SKIPPED,
+        },
+    )
+    if any(e.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE for e in events):
+        current = instance.get_run_by_id(dagster_run.run_id)
+        if current is not None and current.status == dg.DagsterRunStatus.CANCELING:
+            return "KILLED"
+        return "FAILED"
+    plan = instance.get_execution_plan_snapshot(dagster_run.execution_plan_snapshot_id)
+    done = {e.step_key for e in events}
+    return "FINISHED" if set(plan.step_keys_to_execute) <= done else None
+
+
+def announced_mlflow_runs(instance: dg.DagsterInstance, dagster_run_id: str) -> list[str]:
+    """MLflow run ids announced in a Dagster run's event log, in event-log order."""
+    announced = []
+    for entry in instance.all_logs(dagster_run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        metadata = entry.dagster_event.event_specific_data.metadata
+        if CANDIDATE_METADATA_KEY in metadata:
+            announced.append(str(metadata[CANDIDATE_METADATA_KEY].value))
+    return announced
+
+
+def _announce(instance, dagster_run, mlflow_run_id: str, verb: str) -> None:
+    from dagster._core.events import EngineEventData
+
+    instance.report_engine_event(
+        f"MLflow binding {verb} MLflow run {mlflow_run_id}",
+        dagster_run,
+        EngineEventData({CANDIDATE_METADATA_KEY: dg.MetadataValue.text(mlflow_run_id)}),
+    )
+
+
+def _continued_mlflow_run(instance: dg.DagsterInstance, dagster_run) -> Optional[str]:
+    """The MLflow run of the parent when this run re-executes it from failure."""
+    from_failure = (
+        dagster_run.tags.get(RESUME_RETRY_TAG) == "true"
+        or dagster_run.tags.get(ASSET_RESUME_RETRY_TAG) == "true"
+    )
+    if not from_failure or not dagster_run.parent_run_id:
+        return None
+    announced = announced_mlflow_runs(instance, dagster_run.parent_run_id)
+    return announced[0] if announced else None
+
+
+def _create_run(client: "MlflowClient", experiment_id: str, resource: MlflowRun, dagster_run) -> str:
+    tags = {
+        DAGSTER_RUN_ID_TAG: dagster_run.run_id,
+        JOB_NAME_TAG: dagster_run.job_name,
+        "mlflow.runName": f"{dagster_run.job_name}-{dagster_run.run_id[:8]}",
+        "mlflow.source.name": "dagster",
+    }
+    if dagster_run.parent_run_id:
+        tags[PARENT_RUN_ID_TAG] = dagster_run.parent_run_id
+        tags[ROOT_RUN_ID_TAG] = dagster_run.root_run_id
+    if resource.parent_run_id:
+        tags["mlflow.parentRunId"] = resource.parent_run_id
+    for name in resource.env_to_tag or []:
+        if name in os.environ:
+            tags[name] = os.environ[name]
+    tags.update(resource.extra_tags)
+    return client.create_run(experiment_id, tags=tags).info.run_id
+
+
+def _record_dagster_run(client: "MlflowClient", run_id: str, dagster_run):
+    """Add this Dagster run to the MLflow run's list of writers (idempotent); return the run."""
+    run = client.get_run(run_id)
+    current = run.data.tags.get(DAGSTER_RUN_IDS_TAG, "").split()
+    if dagster_run.run_id not in current:
+        client.set_tag(run_id, DAGSTER_RUN_IDS_TAG, " ".join([*current, dagster_run.run_id]))
+    if dagster_run.parent_run_id:
+        client.set_tag(run_id, PARENT_RUN_ID_TAG, dagster_run.parent_run_id)
+        client.set_tag(run_id, ROOT_RUN_ID_TAG, dagster_run.root_run_id)
+    return run
+
+
+def _delete_losing_candidates(client, experiment_id: str, winner: str, dagster_run) -> None:
+    """Delete runs of this Dagster run other than the elected one.
+
+    Losers delete their own candidate right after the election; this also removes a
+    candidate whose process died between creating it and announcing it.
+    """
+    for run in client.search_runs(
+        [experiment_id], filter_string=f"tags.{DAGSTER_RUN_ID_TAG} = '{dagster_run.run_id}'"
+    ):
+        if run.info.run_id != winner:
+            client.delete_run(run.info.run_id)
+
+
+def _experiment_id(client: "MlflowClient", name: str, tracking_uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri, name))
+        except MlflowException as error:  # created concurrently by another step
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise MlflowBindingError(
+                    f"Could not create MLflow experiment {name!r} in {tracking_uri}: {error}"
+                ) from error
+    if experiment.lifecycle_stage != "active":
+        raise MlflowBindingError(
+            f"MLflow experiment {name!r} (id {experiment.experiment_id}) is deleted in "
+            f"{tracking_uri}: restore it (`mlflow experiments restore --experiment-id "
+            f"{experiment.experiment_id}`) or choose another name (${EXPERIMENT_ENV_VAR})."
+        )
+    return experiment.experiment_id
+
+
+def _artifact_location(tracking_uri: str, experiment_name: str) -> Optional[str]:
+    """Keep a sqlite store's artifacts next to its database, not in the current folder.
+
+    (MLflow's default for a sqlite store is ``./mlruns`` relative to wherever the
+    process happens to run.) Servers choose their own artifact location.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment_name)
+    return (database.parent / "mlartifacts" / slug).as_uri()
