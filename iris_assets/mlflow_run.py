@@ -35,7 +35,8 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -127,7 +128,7 @@ class MlflowRun(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._binding is not None:
-            self._binding.settle(context.instance, context.dagster_run, context.log)
+            self._binding.settle(context.instance, context.run, context.log)
 
     # -- what assets use ---------------------------------------------------------------------
 
@@ -245,7 +246,7 @@ class MlflowRun(dg.ConfigurableResource):
     def _bound(self) -> "_Binding":
         with self._bind_lock:
             if self._binding is None:
-                if self._init_context is None or self._init_context.dagster_run is None:
+                if self._init_context is None or self._init_context.run is None:
                     raise MlflowBindingError(
                         "MlflowRun is used outside a Dagster run; give it to an asset as a resource."
                     )
@@ -285,11 +286,12 @@ class _Binding:
         from mlflow import MlflowClient
 
         os.environ.update(resource.env)
-        instance, dagster_run, log = context.instance, context.dagster_run, context.log
+        instance, dagster_run, log = context.instance, context.run, context.log
         assert instance is not None and dagster_run is not None
         tracking_uri = resource.resolved_tracking_uri()
-        client = MlflowClient(tracking_uri=tracking_uri)
-        experiment_id = _experiment_id(client, resource.resolved_experiment_name(), tracking_uri)
+        with _sqlite_setup_lock(tracking_uri):
+            client = _RetryingClient(MlflowClient(tracking_uri=tracking_uri))
+            experiment_id = _experiment_id(client, resource.resolved_experiment_name(), tracking_uri)
 
         announced = announced_mlflow_runs(instance, dagster_run.run_id)
         if announced:
@@ -374,19 +376,36 @@ def _announce(instance, dagster_run, mlflow_run_id: str, verb: str) -> None:
 
 def _continued_mlflow_run(instance: dg.DagsterInstance, dagster_run) -> Optional[str]:
     """The MLflow run of the parent when this run re-executes it from failure."""
-    from_failure = (
-        dagster_run.tags.get(RESUME_RETRY_TAG) == "true"
-        or dagster_run.tags.get(ASSET_RESUME_RETRY_TAG) == "true"
-    )
-    if not from_failure or not dagster_run.parent_run_id:
+    if not dagster_run.parent_run_id or not _is_from_failure(instance, dagster_run):
         return None
     announced = announced_mlflow_runs(instance, dagster_run.parent_run_id)
     return announced[0] if announced else None
 
 
+def _is_from_failure(instance: dg.DagsterInstance, dagster_run) -> bool:
+    """Whether this run re-executes its parent from failure.
+
+    The UI, the CLI and automatic run retries tag such runs; the Python API
+    (``execute_job(reexecution_options=ReexecutionOptions.from_failure(...))``) does
+    not, so for an untagged run compare its steps with the ones Dagster itself
+    derives for a from-failure re-execution of the parent.
+    """
+    tags = dagster_run.tags
+    if tags.get(RESUME_RETRY_TAG) == "true" or tags.get(ASSET_RESUME_RETRY_TAG) == "true":
+        return True
+    parent = instance.get_run_by_id(dagster_run.parent_run_id)
+    if parent is None or not parent.is_failure_or_canceled or dagster_run.step_keys_to_execute is None:
+        return False
+    from dagster._core.execution.plan.state import KnownExecutionState
+
+    from_failure_steps, _ = KnownExecutionState.build_resume_retry_reexecution(instance, parent)
+    return set(from_failure_steps) == set(dagster_run.step_keys_to_execute)
+
+
 def _create_run(client: "MlflowClient", experiment_id: str, resource: MlflowRun, dagster_run) -> str:
     tags = {
         DAGSTER_RUN_ID_TAG: dagster_run.run_id,
+        DAGSTER_RUN_IDS_TAG: dagster_run.run_id,
         JOB_NAME_TAG: dagster_run.job_name,
         "mlflow.runName": f"{dagster_run.job_name}-{dagster_run.run_id[:8]}",
         "mlflow.source.name": "dagster",
@@ -409,9 +428,9 @@ def _record_dagster_run(client: "MlflowClient", run_id: str, dagster_run):
     current = run.data.tags.get(DAGSTER_RUN_IDS_TAG, "").split()
     if dagster_run.run_id not in current:
         client.set_tag(run_id, DAGSTER_RUN_IDS_TAG, " ".join([*current, dagster_run.run_id]))
-    if dagster_run.parent_run_id:
-        client.set_tag(run_id, PARENT_RUN_ID_TAG, dagster_run.parent_run_id)
-        client.set_tag(run_id, ROOT_RUN_ID_TAG, dagster_run.root_run_id)
+        if dagster_run.parent_run_id:
+            client.set_tag(run_id, PARENT_RUN_ID_TAG, dagster_run.parent_run_id)
+            client.set_tag(run_id, ROOT_RUN_ID_TAG, dagster_run.root_run_id)
     return run
 
 
@@ -448,6 +467,70 @@ def _experiment_id(client: "MlflowClient", name: str, tracking_uri: str) -> str:
             f"{experiment.experiment_id}`) or choose another name (${EXPERIMENT_ENV_VAR})."
         )
     return experiment.experiment_id
+
+
+class _RetryingClient:
+    """An MlflowClient whose calls retry transient store errors a few times, with backoff.
+
+    Concurrent step processes writing one run hit, for instance, the sqlite store's
+    non-atomic tag upsert ("UNIQUE constraint failed: tags.key, tags.run_uuid") or
+    "database is locked"; a second attempt succeeds. Other errors raise at once.
+    """
+
+    TRANSIENT = ("UNIQUE constraint failed", "database is locked", "could not serialize access")
+    ATTEMPTS = 5
+
+    def __init__(self, client: "MlflowClient"):
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import time
+
+            for attempt in range(self.ATTEMPTS):
+                try:
+                    return attribute(*args, **kwargs)
+                except Exception as error:
+                    transient = any(marker in str(error) for marker in self.TRANSIENT)
+                    if not transient or attempt == self.ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.05 * 2**attempt)
+
+        return call
+
+
+@contextmanager
+def _sqlite_setup_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise a new sqlite store's first use across processes on this host.
+
+    MLflow creates a sqlite store's tables (alembic migrations) on first use; two
+    step processes doing that at once fail ("Online migration expected to match one
+    row", "duplicate column name"). A sqlite file is local by definition, so a file
+    lock beside it suffices; once a process has set the store up, a marker file lets
+    later ones skip the lock.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    ready = database.with_name(database.name + ".ready")
+    if ready.exists() and database.exists():
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".setup-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+            ready.touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _artifact_location(tracking_uri: str, experiment_name: str) -> Optional[str]:

@@ -13,6 +13,17 @@ from iris_assets.mlflow_run import MlflowRun
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
+def model_requirements() -> list[str]:
+    """The model's pip requirements, pinned to what trained it.
+
+    Given explicitly, MLflow skips inferring them, which loads the model again in
+    a subprocess (seconds per run).
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "skops", "numpy", "scipy", "pandas")]
+
+
 @runtime_checkable
 class Classifier(Protocol):
     """What downstream assets need of the model (typed without importing scikit-learn)."""
@@ -64,6 +75,7 @@ def model(
         input_example=input_example,
         serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        pip_requirements=model_requirements(),
     )
     importance = dict(
         sorted(

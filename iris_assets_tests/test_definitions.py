@@ -1,0 +1,84 @@
+"""What the code location holds, and that every entry point loads the same thing cheaply."""
+
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from iris_assets import defs
+from iris_assets.mlflow_run import MlflowRun
+from iris_assets_tests.conftest import BIN, REPO_ROOT
+
+EXPECTED_GRAPH = {
+    "raw_data": set(),
+    "splits": {"raw_data"},
+    "model": {"splits"},
+    "metrics": {"model", "splits"},
+    "onnx_model": {"model", "splits"},
+}
+
+
+def test_asset_graph_snapshot():
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == set(EXPECTED_GRAPH)
+    for name, upstream in EXPECTED_GRAPH.items():
+        node = graph.get(dg.AssetKey(name))
+        assert {parent.to_user_string() for parent in node.parent_keys} == upstream, name
+        assert node.group_name == "iris"
+        assert node.description, f"{name} has no description"
+        assert node.kinds, f"{name} has no kinds"
+    job = defs.resolve_job_def("iris_pipeline")
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == keys
+    assert job.executor_def.name == "in_process_or_multiprocess"
+
+
+def test_hyperparameter_defaults_are_the_original_ones():
+    config_fields = {
+        name: defs.resolve_job_def("iris_pipeline").run_config_schema.config_type.fields["ops"]
+        .config_type.fields[name]
+        for name in ("model", "splits", "onnx_model")
+    }
+    model_fields = config_fields["model"].config_type.fields["config"].config_type.fields
+    assert {k: model_fields[k].default_value for k in model_fields} == {
+        "n_estimators": 100,
+        "max_depth": 10,
+        "random_state": 42,
+    }
+    split_fields = config_fields["splits"].config_type.fields["config"].config_type.fields
+    assert split_fields["test_size"].default_value == 0.2
+
+
+def test_resource_accepts_dagster_mlflow_config_keys():
+    """Run config written for dagster_mlflow.mlflow_tracking keeps working."""
+    from dagster_mlflow.resources import CONFIG_SCHEMA
+
+    assert set(CONFIG_SCHEMA) <= set(MlflowRun.model_fields)
+
+
+def test_loading_definitions_imports_no_heavy_library():
+    code = (
+        "import sys, iris_assets; "
+        "print(','.join(m for m in ('mlflow', 'sklearn', 'skl2onnx', 'onnxruntime', 'pandas') "
+        "if m in sys.modules))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "target",
+    [[], ["-w", "workspace.yaml"], ["-m", "iris_assets"]],
+    ids=["pyproject (dagster dev)", "workspace.yaml", "-m iris_assets"],
+)
+def test_every_entry_point_loads_the_code_location(target, dagster_home):
+    result = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", *target],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Validation successful for code location iris_assets" in result.stdout + result.stderr

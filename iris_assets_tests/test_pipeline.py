@@ -1,0 +1,188 @@
+"""The whole graph, through every way a user starts it, against real stores."""
+
+import json
+
+import dagster as dg
+import pytest
+import yaml
+
+from iris_assets import defs
+from iris_assets.mlflow_run import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, JOB_NAME_TAG
+from iris_assets_tests.conftest import REPO_ROOT, run_cli
+from iris_assets_tests.mlflow_checks import (
+    artifact_paths,
+    assert_complete_iris_run,
+    only_run,
+    runs_of,
+)
+
+ALL_ASSETS = defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def iris_pipeline():
+    """Reconstructable handle on the job, for executors that start new processes."""
+    return defs.resolve_job_def("iris_pipeline")
+
+
+def test_job_in_process_python_api(instance, tracking_uri):
+    result = dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance)
+    assert result.success
+    run = only_run(tracking_uri)
+    assert_complete_iris_run(tracking_uri, run)
+    assert run.data.tags[DAGSTER_RUN_ID_TAG] == result.run_id
+    assert run.data.tags[DAGSTER_RUN_IDS_TAG] == result.run_id
+    assert run.data.tags[JOB_NAME_TAG] == "iris_pipeline"
+
+    # Every materialisation points at that run.
+    for key in ALL_ASSETS:
+        event = instance.get_latest_materialization_event(key)
+        metadata = event.asset_materialization.metadata
+        assert metadata["mlflow_run_id"].value == run.info.run_id
+        assert metadata["mlflow_run_url"].value.endswith(f"/runs/{run.info.run_id}")
+    metrics = instance.get_latest_materialization_event(dg.AssetKey("metrics"))
+    assert metrics.asset_materialization.metadata["accuracy"].value == pytest.approx(
+        run.data.metrics["accuracy"]
+    )
+    raw = instance.get_latest_materialization_event(dg.AssetKey("raw_data"))
+    assert raw.asset_materialization.metadata["dagster/row_count"].value == 150
+
+
+def test_dagster_job_execute_cli(dagster_home, tracking_uri):
+    run_cli("dagster", "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline")
+    # After the CLI has exited (it re-initialises resources after the run ends, which
+    # must not reopen the MLflow run), the one run is FINISHED and complete.
+    run = assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
+    assert run.data.tags[JOB_NAME_TAG] == "iris_pipeline"
+    # The default stratified split and hyperparameters score 0.90 (1.00 without stratify).
+    assert run.data.metrics["accuracy"] == pytest.approx(0.9)
+
+
+def test_asset_materialize_cli_runs_the_implicit_asset_job(dagster_home, tracking_uri):
+    """What "Materialize all" in the UI runs: the implicit asset job, which has no hooks."""
+    run_cli("dagster", "asset", "materialize", "-m", "iris_assets", "--select", "*")
+    run = assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
+    assert run.data.tags[JOB_NAME_TAG] == "__ASSET_JOB"
+
+
+def test_multiprocess_executor_with_readme_config(dagster_home, tracking_uri, tmp_path):
+    """One process per step, and the README's example config file."""
+    config = yaml.safe_load((REPO_ROOT / "examples" / "small_forest.yaml").read_text())
+    config["execution"] = {"config": {"multiprocess": {"max_concurrent": 2}}}
+    config_file = tmp_path / "run_config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    result = run_cli(
+        "dagster", "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(config_file)
+    )
+    assert "Launching subprocess" in result.stderr or "STEP_WORKER_STARTED" in result.stderr
+    assert_complete_iris_run(tracking_uri, only_run(tracking_uri), n_estimators=50, max_depth=3)
+
+
+def test_two_materialisations_in_one_process_get_two_runs(instance, tracking_uri):
+    """Stock dagster-mlflow shares MLflow's global active run between them."""
+    first = dg.materialize(defs.assets, resources={"mlflow": defs.resources["mlflow"]}, instance=instance)
+    second = dg.materialize(defs.assets, resources={"mlflow": defs.resources["mlflow"]}, instance=instance)
+    assert first.success and second.success
+    runs = runs_of(tracking_uri)
+    assert len(runs) == 2
+    assert {r.data.tags[DAGSTER_RUN_ID_TAG] for r in runs} == {first.run_id, second.run_id}
+    for run in runs:
+        assert_complete_iris_run(tracking_uri, run)
+
+
+def test_step_failure_then_reexecution_from_failure_continues_the_run(instance, tracking_uri):
+    # parity_atol 0 makes the ONNX check fail: float32 ONNX vs float64 scikit-learn differ
+    # by ~1e-7, so this is a real mismatch, found by the real check.
+    strict = {"ops": {"onnx_model": {"config": {"parity_atol": 0.0}}}}
+    failed = dg.execute_job(
+        dg.reconstructable(iris_pipeline), instance=instance, run_config=strict, raise_on_error=False
+    )
+    assert not failed.success
+    failure = failed.get_step_failure_events()[0]
+    assert failure.step_key == "onnx_model"
+    assert "parity_atol=0.0" in failure.step_failure_data.error.to_string()
+
+    run = only_run(tracking_uri)
+    assert run.info.status == "FAILED"
+    # What the completed steps logged is kept.
+    assert "accuracy" in run.data.metrics
+    assert "onnx_model/iris_random_forest.onnx" not in artifact_paths(tracking_uri, run.info.run_id)
+
+    resumed = dg.execute_job(
+        dg.reconstructable(iris_pipeline),
+        instance=instance,
+        run_config={},
+        reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
+    )
+    assert resumed.success
+    assert [e.step_key for e in resumed.get_step_success_events()] == ["onnx_model"]
+    run = only_run(tracking_uri)  # the same run, no second one
+    assert_complete_iris_run(tracking_uri, run)
+    assert run.data.tags[DAGSTER_RUN_IDS_TAG].split() == [failed.run_id, resumed.run_id]
+    assert run.data.tags["dagster_parent_run_id"] == failed.run_id
+
+
+def test_reexecution_of_all_steps_gets_a_new_run(instance, tracking_uri):
+    first = dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance)
+    again = dg.execute_job(
+        dg.reconstructable(iris_pipeline),
+        instance=instance,
+        reexecution_options=dg.ReexecutionOptions(parent_run_id=first.run_id),
+    )
+    assert first.success and again.success
+    runs = {r.data.tags[DAGSTER_RUN_ID_TAG]: r for r in runs_of(tracking_uri)}
+    assert set(runs) == {first.run_id, again.run_id}
+    assert runs[again.run_id].data.tags["dagster_parent_run_id"] == first.run_id
+    assert runs[again.run_id].data.tags["dagster_root_run_id"] == first.run_id
+
+
+def test_partial_materialisation_records_upstream_runs(instance, tracking_uri):
+    full = dg.materialize(defs.assets, resources=defs.resources, instance=instance)
+    assert full.success
+    (first,) = runs_of(tracking_uri)
+    partial = dg.materialize(
+        defs.assets, resources=defs.resources, instance=instance, selection=["metrics"]
+    )
+    assert partial.success
+    (second,) = [r for r in runs_of(tracking_uri) if r.info.run_id != first.info.run_id]
+    assert second.info.status == "FINISHED"
+    assert set(second.data.metrics) == {"accuracy", "precision", "recall", "f1_score"}
+    tags = second.data.tags
+    for upstream in ("model", "splits"):
+        assert tags[f"upstream.{upstream}.mlflow_run_id"] == first.info.run_id
+        assert tags[f"upstream.{upstream}.dagster_run_id"] == full.run_id
+
+
+@pytest.mark.parametrize(
+    ("ops_config", "named"),
+    [
+        ({"model": {"config": {"n_estimators": 0}}}, "n_estimators"),
+        ({"model": {"config": {"max_depth": -3}}}, "max_depth"),
+        ({"splits": {"config": {"test_size": 1.0}}}, "test_size"),
+    ],
+)
+def test_out_of_range_config_is_refused_naming_the_field(instance, tracking_uri, ops_config, named):
+    result = dg.execute_job(
+        dg.reconstructable(iris_pipeline),
+        instance=instance,
+        run_config={"ops": ops_config},
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = failure.step_failure_data.error.to_string()
+    assert named in message and "Input should be" in message, message
+    # Nothing is left RUNNING.
+    assert all(r.info.status == "FAILED" for r in runs_of(tracking_uri))
+
+
+def test_mistyped_config_is_refused_before_anything_runs(dagster_home, tracking_uri, tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(json.dumps({"ops": {"model": {"config": {"n_estimators": "many"}}}}))
+    result = run_cli(
+        "dagster", "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(config),
+        expect_ok=False,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "n_estimators" in output and "many" in output, output[-3000:]
+    assert runs_of(tracking_uri) == []

@@ -1,0 +1,10 @@
+# Sourced by the scripts: local state in .iris_state/, nothing written under $HOME
+# by MLflow or Dagster, no telemetry.
+export IRIS_STATE_DIR=${IRIS_STATE_DIR:-$PWD/.iris_state}
+export DAGSTER_HOME=${DAGSTER_HOME:-$IRIS_STATE_DIR/dagster_home}
+export MLFLOW_DISABLE_TELEMETRY=true
+export DAGSTER_DISABLE_TELEMETRY=yes
+export ORT_DISABLE_TELEMETRY=1
+export DO_NOT_TRACK=1
+mkdir -p "$DAGSTER_HOME"
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
