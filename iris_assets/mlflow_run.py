@@ -55,13 +55,26 @@ DEFAULT_EXPERIMENT = "relatorio-II-iris-pipeline"
 EXPERIMENT_ENV_VAR = "IRIS_MLFLOW_EXPERIMENT"
 UI_URL_ENV_VAR = "MLFLOW_UI_URL"
 DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` / `mlflow server` listen by default
+DAGSTER_UI_URL_ENV_VAR = "DAGSTER_UI_URL"
+DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # where `dagster dev` listens by default
 
 DAGSTER_RUN_ID_TAG = "dagster_run_id"  # dagster-mlflow's tag: existing queries keep working
 DAGSTER_RUN_IDS_TAG = "dagster_run_ids"  # every Dagster run that wrote to this MLflow run
 JOB_NAME_TAG = "dagster_job_name"
+DAGSTER_RUN_URL_TAG = "dagster_run_url"
 PARENT_RUN_ID_TAG = "dagster_parent_run_id"
 ROOT_RUN_ID_TAG = "dagster_root_run_id"
 UPSTREAM_TAG_PREFIX = "upstream."
+# Dagster run tags copied onto the MLflow run: what started it (schedule, sensor,
+# backfill, partition) and the project's own tags (landing file, digest...).
+COPIED_DAGSTER_TAGS = (
+    "dagster/schedule_name",
+    "dagster/sensor_name",
+    "dagster/tick",
+    "dagster/backfill",
+    "dagster/partition",
+    "iris/",
+)
 
 RUN_ID_METADATA_KEY = "mlflow_run_id"
 RUN_URL_METADATA_KEY = "mlflow_run_url"
@@ -113,6 +126,11 @@ class MlflowRun(dg.ConfigurableResource):
         default=None,
         description=f"Base URL of the MLflow UI for links. Default: ${UI_URL_ENV_VAR}, else the "
         f"tracking URI when it is http(s), else {DEFAULT_UI_URL}.",
+    )
+    dagster_ui_url: Optional[str] = Field(
+        default=None,
+        description=f"Base URL of the Dagster UI, for the MLflow run's link back. Default: "
+        f"${DAGSTER_UI_URL_ENV_VAR}, else {DEFAULT_DAGSTER_UI_URL}.",
     )
 
     _init_context: Optional[dg.InitResourceContext] = PrivateAttr(default=None)
@@ -241,6 +259,50 @@ class MlflowRun(dg.ConfigurableResource):
             RUN_URL_METADATA_KEY: dg.MetadataValue.url(self.run_url),
         }
 
+    def record_check(self, result: dg.AssetCheckResult, check_name: str, **numbers: float) -> dg.AssetCheckResult:
+        """Mirror an asset check's outcome in the MLflow run: a tag, plus its numbers as metrics."""
+        self.set_tags({f"check.{check_name}": "passed" if result.passed else "failed"})
+        if numbers:
+            self.log_metrics({f"check.{check_name}.{key}": value for key, value in numbers.items()})
+        return result
+
+    def end_orphaned_run(self, instance: dg.DagsterInstance, dagster_run, status: str) -> list[str]:
+        """End, with ``status``, MLflow runs a finished Dagster run left RUNNING.
+
+        For the run-status sensor: a killed step process or run worker, or a cancel,
+        leaves no in-run code to end the MLflow run. Idempotent (only RUNNING runs are
+        touched), and never ends a run that another Dagster run still writes to (a
+        re-execution continuing it). Returns the ids of the runs it ended.
+        """
+        from mlflow import MlflowClient
+
+        if not dagster_run.is_finished:
+            return []
+        tracking_uri = self.resolved_tracking_uri()
+        client = _RetryingClient(MlflowClient(tracking_uri=tracking_uri))
+        candidates = set(announced_mlflow_runs(instance, dagster_run.run_id))
+        experiment = client.get_experiment_by_name(self.resolved_experiment_name())
+        if experiment is not None:  # also a candidate whose process died before announcing it
+            candidates.update(
+                run.info.run_id
+                for run in client.search_runs(
+                    [experiment.experiment_id],
+                    filter_string=f"tags.{DAGSTER_RUN_ID_TAG} = '{dagster_run.run_id}' "
+                    "AND attributes.status = 'RUNNING'",
+                )
+            )
+        ended = []
+        for run_id in sorted(candidates):
+            run = client.get_run(run_id)
+            if run.info.status != "RUNNING":
+                continue
+            writers = [instance.get_run_by_id(i) for i in run.data.tags.get(DAGSTER_RUN_IDS_TAG, "").split()]
+            if any(writer is not None and not writer.is_finished for writer in writers):
+                continue
+            client.set_terminated(run_id, status=status)
+            ended.append(run_id)
+        return ended
+
     # -- binding -----------------------------------------------------------------------------
 
     def _bound(self) -> "_Binding":
@@ -262,6 +324,9 @@ class MlflowRun(dg.ConfigurableResource):
             or os.environ.get("MLFLOW_TRACKING_URI")
             or embedded_tracking_uri()
         )
+
+    def resolved_dagster_ui_url(self) -> str:
+        return (self.dagster_ui_url or os.environ.get(DAGSTER_UI_URL_ENV_VAR) or DEFAULT_DAGSTER_UI_URL).rstrip("/")
 
     def resolved_ui_url(self, tracking_uri: str) -> str:
         explicit = self.ui_url or os.environ.get(UI_URL_ENV_VAR)
@@ -409,7 +474,11 @@ def _create_run(client: "MlflowClient", experiment_id: str, resource: MlflowRun,
         JOB_NAME_TAG: dagster_run.job_name,
         "mlflow.runName": f"{dagster_run.job_name}-{dagster_run.run_id[:8]}",
         "mlflow.source.name": "dagster",
+        DAGSTER_RUN_URL_TAG: f"{resource.resolved_dagster_ui_url()}/runs/{dagster_run.run_id}",
     }
+    tags.update(
+        {k: v for k, v in dagster_run.tags.items() if k.startswith(COPIED_DAGSTER_TAGS)}
+    )
     if dagster_run.parent_run_id:
         tags[PARENT_RUN_ID_TAG] = dagster_run.parent_run_id
         tags[ROOT_RUN_ID_TAG] = dagster_run.root_run_id

@@ -1,0 +1,177 @@
+"""The UI path and the daemon path, with real dagster-webserver and dagster-daemon processes."""
+
+import json
+import urllib.request
+
+import dagster as dg
+import pytest
+
+from iris_assets import defs
+from iris_assets.data import CSV_COLUMNS, load_bundled_iris
+from iris_assets.sensors import LANDING_FILE_TAG
+from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run, runs_of
+from iris_assets_tests.processes import Service, free_port, wait_for_http, wait_until
+
+pytestmark = pytest.mark.servers
+
+LAUNCH = """
+mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { id pipelineName } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"
+
+
+def graphql(port: int, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.loads(response.read())
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def test_materialize_all_through_the_webserver_graphql_api(tmp_path, dagster_home, tracking_uri):
+    """The mutation the UI's "Materialize all" sends, for the implicit asset job."""
+    # Launch immediately instead of queueing for a daemon (the daemon path is tested below).
+    with open(f"{dagster_home}/dagster.yaml", "a") as config:
+        config.write(
+            "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+        )
+    port = free_port()
+    webserver = Service(
+        "webserver", ["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], tmp_path
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", webserver)
+        graph = defs.resolve_asset_graph()
+        params = {
+            "mode": "default",
+            "executionMetadata": {"tags": []},
+            "runConfigData": "{}",
+            "selector": {
+                "repositoryLocationName": "iris_assets",
+                "repositoryName": "__repository__",
+                "pipelineName": "__ASSET_JOB",
+                "assetSelection": [{"path": key.path} for key in sorted(graph.get_all_asset_keys())],
+                "assetCheckSelection": [
+                    {"assetKey": {"path": check.asset_key.path}, "name": check.name}
+                    for check in sorted(graph.asset_check_keys)
+                ],
+            },
+        }
+        launched = graphql(port, LAUNCH, {"executionParams": params})["launchPipelineExecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["id"]
+        status = wait_until(
+            lambda: (s := graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"])
+            in ("SUCCESS", "FAILURE", "CANCELED")
+            and s,
+            timeout=240,
+            what="the run to end",
+        )
+        assert status == "SUCCESS", webserver.log()[-3000:]
+    finally:
+        webserver.stop()
+    run = assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
+    assert run.data.tags["dagster_job_name"] == "__ASSET_JOB"
+    assert run.data.tags["dagster_run_id"] == run_id
+
+
+def _landing_file(folder, name, rows):
+    folder.mkdir(parents=True, exist_ok=True)
+    load_bundled_iris().frame[CSV_COLUMNS].iloc[rows].to_csv(folder / name, index=False)
+
+
+def _sensor_runs(instance):
+    return [r for r in instance.get_runs() if r.tags.get("dagster/sensor_name") == "new_iris_data"]
+
+
+def _skip_reasons(instance, name: str) -> list[str]:
+    reasons = []
+    for state in instance.all_instigator_state():
+        if state.instigator_name == name:
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
+            reasons += [t.skip_reason for t in ticks if t.skip_reason]
+    return reasons
+
+
+def test_daemon_runs_the_sensor_and_the_schedule(tmp_path, instance, tracking_uri):
+    landing = tmp_path / "landing"
+    _landing_file(landing, "half.csv", slice(0, 150, 2))  # 75 rows -> 15 test rows
+    _landing_file(landing, "third.csv", slice(0, 150, 3))  # 50 rows -> 10 test rows
+    (landing / "broken.csv").write_text("sepal_length,species\nlong,setosa\n")
+    env = {
+        "IRIS_LANDING_DIR": str(landing),
+        "IRIS_SENSOR_INTERVAL_SECONDS": "2",
+        "IRIS_RETRAIN_CRON": "* * * * *",  # a real tick within a minute
+    }
+    # The schedule is stopped by default: start it the way a user would.
+    Service("schedule-start", ["dagster", "schedule", "start", "iris_retraining", "-w", "workspace.yaml"], tmp_path, env).process.wait(120)
+
+    daemon = Service("daemon", ["dagster-daemon", "run", "-w", "workspace.yaml"], tmp_path, env)
+    try:
+        finished = lambda: [r for r in _sensor_runs(instance) if r.is_finished]  # noqa: E731
+        wait_until(lambda: len(finished()) >= 2, timeout=300, what="two sensor runs to finish")
+        wait_until(
+            lambda: any("broken.csv" in r for r in _skip_reasons(instance, "new_iris_data")),
+            timeout=60,
+            what="a SkipReason naming broken.csv",
+        )
+        scheduled = wait_until(
+            lambda: [
+                r for r in instance.get_runs() if r.tags.get("dagster/schedule_name") == "iris_retraining"
+                and r.is_finished
+            ],
+            timeout=180,
+            what="a scheduled run to finish",
+        )
+    finally:
+        daemon.stop()
+    sensor_runs = _sensor_runs(instance)
+    assert len(sensor_runs) == 2
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in sensor_runs), daemon.log()[-3000:]
+    (reason,) = {r for r in _skip_reasons(instance, "new_iris_data") if "broken.csv" in r}
+    assert "missing ['sepal_width', 'petal_length', 'petal_width']" in reason
+
+    # Each sensor run trained on its own file, in its own MLflow run.
+    by_file = {}
+    for run in runs_of(tracking_uri):
+        if LANDING_FILE_TAG in run.data.tags:
+            by_file[run.data.tags[LANDING_FILE_TAG].rsplit("/", 1)[-1]] = run
+    assert set(by_file) == {"half.csv", "third.csv"}
+    from mlflow import MlflowClient
+
+    for name, test_rows in (("half.csv", 15), ("third.csv", 10)):
+        run = by_file[name]
+        assert run.info.status == "FINISHED"
+        matrix = json.load(open(MlflowClient(tracking_uri).download_artifacts(run.info.run_id, "confusion_matrix.json")))
+        assert sum(map(sum, matrix["matrix"])) == test_rows
+
+    # The scheduled run is one MLflow run carrying the schedule's tags.
+    scheduled_ids = {r.run_id for r in scheduled}
+    scheduled_mlflow = [r for r in runs_of(tracking_uri) if r.data.tags["dagster_run_id"] in scheduled_ids]
+    assert scheduled_mlflow and all(r.data.tags["dagster/schedule_name"] == "iris_retraining" for r in scheduled_mlflow)
+    assert all("iris/scheduled_time" in r.data.tags for r in scheduled_mlflow)
+
+    # A restarted daemon neither replays the files nor loses its place.
+    restarted = Service("daemon-restarted", ["dagster-daemon", "run", "-w", "workspace.yaml"], tmp_path, env)
+    try:
+        ticks_before = len(_skip_reasons(instance, "new_iris_data"))
+        wait_until(
+            lambda: len(_skip_reasons(instance, "new_iris_data")) >= ticks_before + 3,
+            timeout=120,
+            what="three more sensor ticks",
+        )
+    finally:
+        restarted.stop()
+    assert len(_sensor_runs(instance)) == 2
