@@ -114,10 +114,14 @@ def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: M
     """The Iris table: 150 rows, four measurements (cm), integer target and species name."""
     table = load_iris_csv(config.csv_path) if config.csv_path else load_bundled_iris()
     counts = table.frame["species"].value_counts().reindex(SPECIES, fill_value=0)
+    digest = mlflow.log_dataset(
+        table.frame, name="iris_raw", context="raw", source=table.source, targets="target"
+    )
     return dg.Output(
         table,
         metadata={
             "source": table.source,
+            "dataset_digest": digest,
             "dagster/row_count": len(table.frame),
             "class_balance": dg.MetadataValue.json({k: int(v) for k, v in counts.items()}),
             **mlflow.link(context),
@@ -143,11 +147,22 @@ def splits(
     mlflow.log_params(
         {"test_size": config.test_size, "split_random_state": config.random_state, "stratified": True}
     )
+    digests = {
+        context: mlflow.log_dataset(
+            X.assign(target=y), name=f"iris_{part}", context=context, source=raw_data.source, targets="target"
+        )
+        for part, context, X, y in (
+            ("train", "training", X_train, y_train),
+            ("test", "evaluation", X_test, y_test),
+        )
+    }
     return dg.Output(
         Splits(X_train, X_test, y_train, y_test, raw_data.class_names),
         metadata={
             "train_rows": len(X_train),
             "test_rows": len(X_test),
+            "train_digest": digests["training"],
+            "test_digest": digests["evaluation"],
             **mlflow.link(context),
         },
     )

@@ -9,6 +9,7 @@ import dagster as dg
 
 from iris_assets.data import Splits
 from iris_assets.mlflow_run import MlflowRun
+from iris_assets.plots import confusion_matrix_png, markdown_image
 from iris_assets.training import Classifier
 
 AVERAGE = "macro"
@@ -53,6 +54,8 @@ def metrics(
     mlflow.set_tags({"metrics_average": AVERAGE})
     mlflow.log_dict({"labels": splits.class_names, "matrix": matrix}, "confusion_matrix.json")
     mlflow.log_text(report, "classification_report.txt")
+    picture = confusion_matrix_png(splits.y_test, predicted, splits.class_names)
+    mlflow.log_bytes(picture, "confusion_matrix.png")
     return dg.Output(
         scores,
         metadata={
@@ -61,6 +64,7 @@ def metrics(
             "confusion_matrix": dg.MetadataValue.md(
                 confusion_matrix_markdown(splits.class_names, matrix)
             ),
+            "confusion_matrix_image": dg.MetadataValue.md(markdown_image(picture, "confusion matrix")),
             **mlflow.link(context),
         },
     )

@@ -234,6 +234,45 @@ class MlflowRun(dg.ConfigurableResource):
                 model, name=name, model_id=logged.model_id, run_id=binding.run_id, **kwargs
             )
 
+    def logged_model_uri(self, name: str) -> Optional[str]:
+        """``models:/<id>`` of this run's logged model called ``name``, if there is one."""
+        binding = self._bound()
+        found = self.client.search_logged_models(
+            experiment_ids=[binding.experiment_id],
+            filter_string=f"source_run_id = '{binding.run_id}' AND name = '{name}'",
+        )
+        return f"models:/{found[0].model_id}" if found else None
+
+    def log_dataset(self, frame: Any, name: str, context: str, source: str, targets: Optional[str] = None) -> str:
+        """Log a DataFrame as a run input (MLflow dataset lineage); return its content digest."""
+        from mlflow.data import from_pandas
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = from_pandas(frame, source=source, name=name, targets=targets)
+        self.client.log_inputs(
+            self.run_id,
+            datasets=[
+                DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+            ],
+        )
+        return dataset.digest
+
+    def register_model(self, name: str, artifact_path: str = "model", tags: Optional[Mapping[str, Any]] = None):
+        """Register this run's logged model ``artifact_path`` as a new version of ``name``."""
+        binding = self._bound()
+        with _GLOBAL_MLFLOW_STATE:
+            import mlflow
+
+            mlflow.set_tracking_uri(binding.tracking_uri)
+            mlflow.set_registry_uri(binding.tracking_uri)
+            version = mlflow.register_model(
+                f"runs:/{binding.run_id}/{artifact_path}",
+                name,
+                tags={k: str(v) for k, v in (tags or {}).items()},
+            )
+        return version
+
     def link(self, context: dg.AssetExecutionContext) -> dict[str, dg.MetadataValue]:
         """Materialisation metadata pointing at this MLflow run.
 

@@ -13,6 +13,7 @@ from iris_assets.mlflow_run import MlflowRun
 from iris_assets.training import Classifier
 
 ONNX_ARTIFACT = "onnx_model/iris_random_forest.onnx"  # where the original pipeline put it
+ONNX_LOGGED_MODEL = "onnx"  # the same model through MLflow's onnx flavour (registry, pyfunc)
 
 
 class OnnxConfig(dg.Config):
@@ -40,6 +41,12 @@ def to_onnx(model, n_features: int) -> bytes:
         options={id(model): {"zipmap": False}},
     )
     return onnx_model.SerializeToString()
+
+
+def onnx_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "onnx", "onnxruntime", "numpy", "pandas")]
 
 
 def onnx_session(onnx_bytes: bytes):
@@ -76,6 +83,16 @@ def onnx_model(
             f"(allowed: parity_atol={config.parity_atol})"
         )
     mlflow.log_bytes(onnx_bytes, ONNX_ARTIFACT)
+    import mlflow.onnx as mlflow_onnx
+    import onnx
+
+    mlflow.log_model(
+        mlflow_onnx,
+        onnx.load_from_string(onnx_bytes),
+        name=ONNX_LOGGED_MODEL,
+        onnx_execution_providers=["CPUExecutionProvider"],
+        pip_requirements=onnx_requirements(),
+    )
     return dg.Output(
         onnx_bytes,
         metadata={

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from iris_assets.data import FEATURES, Splits
 from iris_assets.mlflow_run import MlflowRun
+from iris_assets.plots import feature_importance_png, markdown_image
 
 # MLflow serialises scikit-learn models with skops, which loads only types it is
 # told to trust; a random forest is made of these trees.
@@ -85,11 +86,14 @@ def model(
         )
     )
     mlflow.log_dict(importance, "feature_importance.json")
+    chart = feature_importance_png(importance)
+    mlflow.log_bytes(chart, "feature_importance.png")
     return dg.Output(
         forest,
         metadata={
             "train_rows": len(splits.X_train),
             "feature_importance": dg.MetadataValue.json(importance),
+            "feature_importance_chart": dg.MetadataValue.md(markdown_image(chart, "feature importance")),
             **mlflow.link(context),
         },
     )

@@ -60,7 +60,9 @@ def assert_complete_iris_run(tracking_uri: str, run, *, n_estimators=100, max_de
         [
             "classification_report.txt",
             "confusion_matrix.json",
+            "confusion_matrix.png",
             "feature_importance.json",
+            "feature_importance.png",
             "onnx_model/iris_random_forest.onnx",
         ]
     ), paths

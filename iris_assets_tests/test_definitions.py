@@ -16,6 +16,7 @@ EXPECTED_GRAPH = {
     "model": {"splits"},
     "metrics": {"model", "splits"},
     "onnx_model": {"model", "splits"},
+    "registered_model": {"metrics", "onnx_model"},
 }
 
 
@@ -32,6 +33,27 @@ def test_asset_graph_snapshot():
     job = defs.resolve_job_def("iris_pipeline")
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == keys
     assert job.executor_def.name == "in_process_or_multiprocess"
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert checks == {
+        ("raw_data", "raw_data_schema"),
+        ("raw_data", "raw_data_no_missing_values"),
+        ("raw_data", "raw_data_value_ranges"),
+        ("raw_data", "raw_data_class_balance"),
+        ("model", "quality_gate"),
+        ("onnx_model", "parity"),
+    }
+    assert graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey("model"), "quality_gate")).blocking
+
+
+def test_automation_snapshot():
+    assert {s.name: s.default_status for s in defs.schedules} == {
+        "iris_retraining": dg.DefaultScheduleStatus.STOPPED
+    }
+    assert {s.name for s in defs.sensors} == {
+        "new_iris_data",
+        "close_mlflow_run_on_failure",
+        "close_mlflow_run_on_cancel",
+    }
 
 
 def test_hyperparameter_defaults_are_the_original_ones():

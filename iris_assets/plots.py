@@ -1,0 +1,51 @@
+"""Pictures of the results, rendered headless (no display needed on servers)."""
+
+import base64
+import io
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never look for a display
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(4.5, 3.6), dpi=100, layout="constrained")
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def confusion_matrix_png(y_true, y_pred, class_names: list[str]) -> bytes:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    figure = _figure()
+    axes = figure.subplots()
+    ConfusionMatrixDisplay.from_predictions(
+        y_true,
+        y_pred,
+        labels=list(range(len(class_names))),
+        display_labels=class_names,
+        ax=axes,
+        colorbar=False,
+    )
+    axes.set_title("Confusion matrix (test split)")
+    return _png(figure)
+
+
+def feature_importance_png(importance: dict[str, float]) -> bytes:
+    figure = _figure()
+    axes = figure.subplots()
+    names = list(importance)[::-1]
+    axes.barh(names, [importance[n] for n in names], color="#4c72b0")
+    axes.set_xlabel("importance (mean decrease in impurity)")
+    axes.set_title("Feature importance")
+    return _png(figure)
+
+
+def markdown_image(png: bytes, alt: str) -> str:
+    """A Markdown image with the PNG inline, which the Dagster UI renders in metadata."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

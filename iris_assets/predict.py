@@ -1,0 +1,213 @@
+"""Predict Iris species with the packaged ONNX model: a small API and the `iris-predict` command.
+
+    iris-predict --model models:/iris-random-forest@champion measurements.csv
+    echo '[[5.1, 3.5, 1.4, 0.2]]' | iris-predict --model runs:/<run_id> -
+
+The model comes from a ``.onnx`` file, an MLflow run (``runs:/<run_id>``, the run's
+``onnx_model/iris_random_forest.onnx``) or the registry (``models:/<name>@<alias>`` or
+``models:/<name>/<version>``). Rows are CSV (the four measurements, with or without
+a header naming them) or JSON (a list of rows, each a list of four numbers or an
+object keyed by measurement name). The onnxruntime session is created once per
+``IrisOnnxPredictor`` and reused for every call.
+"""
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from iris_assets.data import FEATURES, SPECIES
+from iris_assets.packaging import ONNX_ARTIFACT, onnx_session
+
+
+class PredictionError(Exception):
+    """Bad input or an unknown model reference; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    species: list[str]
+    probabilities: Any  # numpy array, one row per input row, one column per species
+
+
+class IrisOnnxPredictor:
+    def __init__(self, onnx_bytes: bytes, class_names: Sequence[str] = SPECIES):
+        import numpy as np
+
+        self._np = np
+        try:
+            self._session = onnx_session(onnx_bytes)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise PredictionError(f"not a loadable ONNX model ({error})") from None
+        self._input = self._session.get_inputs()[0].name
+        self.class_names = list(class_names)
+
+    @classmethod
+    def load(cls, reference: str, tracking_uri: Optional[str] = None) -> "IrisOnnxPredictor":
+        return cls(_read_model(reference, tracking_uri))
+
+    def predict(self, rows) -> Predictions:
+        features = self._np.asarray(rows, dtype=self._np.float32)
+        if features.ndim != 2 or features.shape[1] != len(FEATURES):
+            raise PredictionError(f"expected rows of {len(FEATURES)} measurements {FEATURES}, got shape {features.shape}")
+        labels, probabilities = self._session.run(None, {self._input: features})
+        return Predictions([self.class_names[int(i)] for i in labels], probabilities)
+
+
+def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:
+    if not reference.startswith(("runs:/", "models:/")):
+        path = Path(reference)
+        if not path.is_file():
+            raise PredictionError(f"model {reference!r}: no such file (give a .onnx file, runs:/<run_id> or models:/<name>@<alias>)")
+        return path.read_bytes()
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from iris_assets.mlflow_run import MlflowRun
+
+    client = MlflowClient(tracking_uri or MlflowRun().resolved_tracking_uri())
+    try:
+        if reference.startswith("runs:/"):
+            run_id, _, artifact = reference.removeprefix("runs:/").partition("/")
+            artifact_uri = f"runs:/{run_id}/{artifact or ONNX_ARTIFACT}"
+        else:
+            name, alias_or_version = _parse_models_uri(reference)
+            version = (
+                client.get_model_version(name, alias_or_version)
+                if alias_or_version.isdigit()
+                else client.get_model_version_by_alias(name, alias_or_version)
+            )
+            artifact_uri = version.tags.get("onnx_artifact_uri") or f"runs:/{version.run_id}/{ONNX_ARTIFACT}"
+        run_id, _, artifact = artifact_uri.removeprefix("runs:/").partition("/")
+        return Path(client.download_artifacts(run_id, artifact)).read_bytes()
+    except MlflowException as error:
+        raise PredictionError(f"model {reference!r}: {error.message}") from None
+    except OSError as error:
+        raise PredictionError(f"model {reference!r}: {error}") from None
+
+
+def _parse_models_uri(reference: str) -> tuple[str, str]:
+    body = reference.removeprefix("models:/")
+    name, sep, rest = body.partition("@") if "@" in body else body.partition("/")
+    if not name or not sep or not rest:
+        raise PredictionError(f"model {reference!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
+    return name, rest
+
+
+def parse_rows(text: str, fmt: str = "auto") -> list[list[float]]:
+    """Rows of the four measurements from CSV or JSON text, validated."""
+    if fmt == "auto":
+        fmt = "json" if text.lstrip()[:1] in ("[", "{") else "csv"
+    rows = _json_rows(text) if fmt == "json" else _csv_rows(text)
+    if not rows:
+        raise PredictionError("no rows to predict")
+    return [_validated(row, number) for number, row in enumerate(rows, start=1)]
+
+
+def _csv_rows(text: str) -> list[list[Any]]:
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    if rows and not _is_number(rows[0][0]):
+        header = [cell.strip() for cell in rows[0]]
+        if sorted(header) != sorted(FEATURES):
+            raise PredictionError(f"CSV header {header} must name exactly the columns {FEATURES}")
+        return [dict(zip(header, row)) if len(row) == len(header) else row for row in rows[1:]]
+    return rows
+
+
+def _json_rows(text: str) -> list[Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PredictionError(f"input is not valid JSON ({error})") from None
+    if isinstance(data, dict) or (isinstance(data, list) and data and not isinstance(data[0], (list, dict))):
+        data = [data]  # a single row
+    if not isinstance(data, list):
+        raise PredictionError("JSON input must be a list of rows")
+    return data
+
+
+def _validated(row: Any, number: int) -> list[float]:
+    if isinstance(row, dict):
+        if sorted(row) != sorted(FEATURES):
+            raise PredictionError(f"row {number}: keys {sorted(row)} must be exactly {FEATURES}")
+        row = [row[name] for name in FEATURES]
+    if not isinstance(row, list) or len(row) != len(FEATURES):
+        count = len(row) if isinstance(row, list) else "not a list of"
+        raise PredictionError(f"row {number}: has {count} values, expected {len(FEATURES)} {FEATURES}")
+    values = []
+    for name, value in zip(FEATURES, row):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise PredictionError(f"row {number}: {name} is missing")
+        if isinstance(value, bool) or not _is_number(value):
+            raise PredictionError(f"row {number}: {name} = {value!r} is not a number")
+        number_value = float(value)
+        if not math.isfinite(number_value):
+            raise PredictionError(f"row {number}: {name} = {value!r} is not a finite number")
+        values.append(number_value)
+    return values
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def format_predictions(predictions: Predictions, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(
+            [
+                {"species": species, "probabilities": dict(zip(SPECIES, map(float, row)))}
+                for species, row in zip(predictions.species, predictions.probabilities)
+            ],
+            indent=2,
+        )
+    lines = [",".join(["species", *SPECIES])]
+    for species, row in zip(predictions.species, predictions.probabilities):
+        lines.append(",".join([species, *(f"{p:.4f}" for p in row)]))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="iris-predict", description="Predict Iris species with the packaged ONNX model."
+    )
+    parser.add_argument(
+        "--model",
+        default="models:/iris-random-forest@champion",
+        help="a .onnx file, runs:/<run_id>, or models:/<name>@<alias> (default: %(default)s)",
+    )
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the embedded store)")
+    parser.add_argument("--format", choices=["auto", "csv", "json"], default="auto", help="input format")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of CSV")
+    parser.add_argument("input", help="a CSV or JSON file of measurements, or - for standard input")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr for errors
+    try:
+        if args.input == "-":
+            text = sys.stdin.read()
+        else:
+            try:
+                text = Path(args.input).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise PredictionError(f"cannot read {args.input!r} ({error})") from None
+        rows = parse_rows(text, args.format)
+        predictor = IrisOnnxPredictor.load(args.model, args.tracking_uri)
+        print(format_predictions(predictor.predict(rows), args.json))
+    except PredictionError as error:
+        print(f"iris-predict: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
