@@ -54,23 +54,23 @@ def promote(client, name: str, version: str, attempts: int = 10) -> str:
 
     Returns the champion's version number.
     """
+    version = str(version)
+    mine = client.get_model_version(name, version)
     for _ in range(attempts):
-        versions = client.search_model_versions(f"name = '{name}'")
-        best = max(versions, key=_score)
+        best = max(_versions(client, name, mine), key=_score)
         current = _alias_version(client, name, CHAMPION)
-        if current != best.version:
-            client.set_registered_model_alias(name, CHAMPION, best.version)
+        if current != str(best.version):
+            client.set_registered_model_alias(name, CHAMPION, str(best.version))
             if current is not None:
                 client.set_model_version_tag(name, current, SUPERSEDED_TAG, f"v{best.version}")
         # Re-read after writing: a concurrent promotion may have registered a better
         # version, or overwritten the alias with a stale choice. Stop once stable.
-        fresh = max(client.search_model_versions(f"name = '{name}'"), key=_score)
-        if fresh.version == best.version and _alias_version(client, name, CHAMPION) == best.version:
+        fresh = max(_versions(client, name, mine), key=_score)
+        if fresh.version == best.version and _alias_version(client, name, CHAMPION) == str(best.version):
             break
     else:
         raise RuntimeError(f"champion alias of {name!r} did not settle after {attempts} attempts")
-    if version != best.version:
-        mine = next(v for v in versions if v.version == version)
+    if version != str(best.version):
         accuracy, f1, _ = _score(mine)
         best_accuracy, best_f1, _ = _score(best)
         client.set_registered_model_alias(name, CHALLENGER, version)
@@ -81,7 +81,14 @@ def promote(client, name: str, version: str, attempts: int = 10) -> str:
             f"accuracy {accuracy:.4f} / f1 {f1:.4f} below champion v{best.version} "
             f"(accuracy {best_accuracy:.4f} / f1 {best_f1:.4f})",
         )
-    return best.version
+    return str(best.version)
+
+
+def _versions(client, name: str, mine) -> list:
+    """Every version of ``name``, ``mine`` included even if a search does not show it yet."""
+    found = {str(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
+    found.setdefault(str(mine.version), mine)
+    return list(found.values())
 
 
 def _alias_version(client, name: str, alias: str) -> Optional[str]:
@@ -110,7 +117,7 @@ def registered_model(
         },
     )
     champion = promote(mlflow.client, name, version.version)
-    promoted = champion == version.version
+    promoted = champion == str(version.version)
     mlflow.set_tags({"registered_model": f"{name}/{version.version}", "promoted": promoted})
     return dg.MaterializeResult(
         metadata={

@@ -9,6 +9,16 @@ from mlflow import MlflowClient
 from iris_assets.data import FEATURES
 from iris_assets.mlflow_run import DEFAULT_EXPERIMENT
 
+# The run's artifacts: where the original pipeline put them, plus the two plots.
+EXPECTED_ARTIFACTS = {
+    "classification_report.txt",
+    "confusion_matrix.json",
+    "confusion_matrix.png",
+    "feature_importance.json",
+    "feature_importance.png",
+    "onnx_model/iris_random_forest.onnx",
+}
+
 
 def runs_of(tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT, deleted: bool = False):
     client = MlflowClient(tracking_uri)
@@ -56,16 +66,7 @@ def assert_complete_iris_run(tracking_uri: str, run, *, n_estimators=100, max_de
 
     # The root artifacts and the ONNX file exactly where the original put them, once each.
     paths = artifact_paths(tracking_uri, run_id)
-    assert sorted(paths) == sorted(
-        [
-            "classification_report.txt",
-            "confusion_matrix.json",
-            "confusion_matrix.png",
-            "feature_importance.json",
-            "feature_importance.png",
-            "onnx_model/iris_random_forest.onnx",
-        ]
-    ), paths
+    assert sorted(paths) == sorted(EXPECTED_ARTIFACTS), paths
 
     local = Path(client.download_artifacts(run_id, "", dst_path=None))
     confusion = json.loads((local / "confusion_matrix.json").read_text())

@@ -23,6 +23,7 @@ from iris_assets.sensors import (
 )
 from iris_assets_tests.conftest import BIN
 from iris_assets_tests.mlflow_checks import artifact_paths, only_run, runs_of
+from iris_assets_tests.processes import wait_until
 
 
 def iris_pipeline():
@@ -231,10 +232,7 @@ def test_killed_step_process_run_is_closed_failed_by_the_sensor(instance, tracki
     process = _start_cli_run(tmp_path)
     try:
         run, step_start = _wait_for_step_start(instance, "model")
-        # Wait until the step has bound to MLflow, then kill its process outright.
-        deadline = time.monotonic() + 60
-        while not runs_of(tracking_uri) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: runs_of(tracking_uri), timeout=60, what="the MLflow run", interval=0.1)
         os.kill(step_start.dagster_event.pid, signal.SIGKILL)
         run = _wait_for_run_end(instance, run.run_id)
     finally:
@@ -253,9 +251,7 @@ def test_canceled_run_is_closed_killed_by_the_sensor(instance, tracking_uri, tmp
     process = _start_cli_run(tmp_path)
     try:
         run, _ = _wait_for_step_start(instance, "model")
-        deadline = time.monotonic() + 60
-        while not runs_of(tracking_uri) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: runs_of(tracking_uri), timeout=60, what="the MLflow run", interval=0.1)
         # What a cancel from the UI does with a run it cannot reach gracefully: mark it
         # canceling, stop its processes, mark it canceled.
         instance.report_run_canceling(run)

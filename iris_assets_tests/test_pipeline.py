@@ -114,7 +114,11 @@ def test_step_failure_then_reexecution_from_failure_continues_the_run(instance, 
         reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
     )
     assert resumed.success
-    assert {e.step_key for e in resumed.get_step_success_events()} == {"onnx_model", "onnx_model_parity"}
+    assert {e.step_key for e in resumed.get_step_success_events()} == {
+        "onnx_model",
+        "onnx_model_parity",
+        "registered_model",
+    }
     run = only_run(tracking_uri)  # the same run, no second one
     assert_complete_iris_run(tracking_uri, run)
     assert run.data.tags[DAGSTER_RUN_IDS_TAG].split() == [failed.run_id, resumed.run_id]

@@ -1,43 +1,17 @@
 """The UI path and the daemon path, with real dagster-webserver and dagster-daemon processes."""
 
 import json
-import urllib.request
 
 import dagster as dg
 import pytest
 
-from iris_assets import defs
 from iris_assets.data import CSV_COLUMNS, load_bundled_iris
 from iris_assets.sensors import LANDING_FILE_TAG
+from iris_assets_tests.graphql_client import materialize_all
 from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run, runs_of
 from iris_assets_tests.processes import Service, free_port, wait_for_http, wait_until
 
 pytestmark = pytest.mark.servers
-
-LAUNCH = """
-mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { id pipelineName } }
-    ... on PythonError { message }
-    ... on InvalidSubsetError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
-RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"
-
-
-def graphql(port: int, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
-    assert "errors" not in body, body
-    return body["data"]
 
 
 def test_materialize_all_through_the_webserver_graphql_api(tmp_path, dagster_home, tracking_uri):
@@ -53,32 +27,7 @@ def test_materialize_all_through_the_webserver_graphql_api(tmp_path, dagster_hom
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/server_info", webserver)
-        graph = defs.resolve_asset_graph()
-        params = {
-            "mode": "default",
-            "executionMetadata": {"tags": []},
-            "runConfigData": "{}",
-            "selector": {
-                "repositoryLocationName": "iris_assets",
-                "repositoryName": "__repository__",
-                "pipelineName": "__ASSET_JOB",
-                "assetSelection": [{"path": key.path} for key in sorted(graph.get_all_asset_keys())],
-                "assetCheckSelection": [
-                    {"assetKey": {"path": check.asset_key.path}, "name": check.name}
-                    for check in sorted(graph.asset_check_keys)
-                ],
-            },
-        }
-        launched = graphql(port, LAUNCH, {"executionParams": params})["launchPipelineExecution"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-        run_id = launched["run"]["id"]
-        status = wait_until(
-            lambda: (s := graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"])
-            in ("SUCCESS", "FAILURE", "CANCELED")
-            and s,
-            timeout=240,
-            what="the run to end",
-        )
+        run_id, status = materialize_all(port)
         assert status == "SUCCESS", webserver.log()[-3000:]
     finally:
         webserver.stop()

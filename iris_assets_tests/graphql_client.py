@@ -1,0 +1,71 @@
+"""The Dagster webserver's GraphQL API, used the way the UI uses it."""
+
+import json
+import urllib.error
+import urllib.request
+
+from iris_assets import defs
+from iris_assets_tests.processes import wait_until
+
+LAUNCH = """
+mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { id pipelineName } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"
+
+
+def graphql(port: int, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise AssertionError(f"GraphQL answered {error.code}: {error.read()[:3000]!r}") from None
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def materialize_all_params() -> dict:
+    """What the UI's "Materialize all" sends: the implicit asset job, every asset and check."""
+    graph = defs.resolve_asset_graph()
+    return {
+        "mode": "default",
+        "executionMetadata": {"tags": []},
+        "runConfigData": "{}",
+        "selector": {
+            "repositoryLocationName": "iris_assets",
+            "repositoryName": "__repository__",
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [{"path": key.path} for key in sorted(graph.get_all_asset_keys())],
+            "assetCheckSelection": [
+                {"assetKey": {"path": check.asset_key.path}, "name": check.name}
+                for check in sorted(graph.asset_check_keys)
+            ],
+        },
+    }
+
+
+def materialize_all(port: int, timeout: float = 300) -> tuple[str, str]:
+    """Launch "Materialize all" and wait for the run to end: (run id, final status)."""
+    launched = graphql(port, LAUNCH, {"executionParams": materialize_all_params()})["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["id"]
+    status = wait_until(
+        lambda: (s := graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"])
+        in ("SUCCESS", "FAILURE", "CANCELED")
+        and s,
+        timeout=timeout,
+        what=f"run {run_id} to end",
+    )
+    return run_id, status

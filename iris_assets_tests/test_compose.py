@@ -1,0 +1,103 @@
+"""docker-compose.yml, checked by Docker Compose itself (Debian's docker-compose, offline).
+
+No Docker engine runs here, so the stack is not started from this file: the same
+topology runs as local processes in test_deployment.py.
+"""
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from iris_assets_tests.conftest import REPO_ROOT
+
+SERVICES = {"postgres", "mlflow", "code", "webserver", "daemon"}
+
+
+def compose(env_file, *args) -> subprocess.CompletedProcess:
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is needed (apt-get install docker-compose; scripts/test.sh does it)"
+    return subprocess.run(
+        [binary, "--project-directory", str(REPO_ROOT), "--env-file", str(env_file), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+
+
+@pytest.fixture
+def env_file(tmp_path):
+    example = (REPO_ROOT / ".env.example").read_text()
+    path = tmp_path / ".env"
+    path.write_text(example.replace("POSTGRES_PASSWORD=\n", "POSTGRES_PASSWORD=not-a-real-secret\n"))
+    return path
+
+
+def test_compose_refuses_to_start_without_the_secrets():
+    result = compose(REPO_ROOT / ".env.example", "config", "-q")
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr
+
+
+def test_compose_stack(env_file):
+    result = compose(env_file, "config")
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert set(services) == SERVICES
+    assert set(config["volumes"]) >= {"postgres-data", "mlflow-artifacts"}
+
+    # Every published port on 127.0.0.1 only.
+    published = [(name, port) for name, service in services.items() for port in service.get("ports", [])]
+    assert {name for name, _ in published} == {"mlflow", "webserver"}
+    for name, port in published:
+        host_ip = port["host_ip"] if isinstance(port, dict) else str(port).split(":")[0]
+        assert host_ip == "127.0.0.1", (name, port)
+
+    # Start order through healthchecks.
+    for name in ("postgres", "mlflow", "code", "webserver"):
+        assert services[name]["healthcheck"]["test"], name
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["code"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    for name in ("webserver", "daemon"):
+        assert services[name]["depends_on"]["code"]["condition"] == "service_healthy"
+
+    # MLflow on PostgreSQL, serving artifacts, allowing the Host header the others send,
+    # and a healthcheck that calls the API (where a wrong Host header gets 403).
+    mlflow = " ".join(services["mlflow"]["command"])
+    assert "--backend-store-uri=postgresql+psycopg2://iris:not-a-real-secret@postgres:5432/mlflow" in mlflow
+    assert "--serve-artifacts" in mlflow and "--artifacts-destination=/mlartifacts" in mlflow
+    assert "mlflow:5000" in mlflow.split("--allowed-hosts=")[1].split()[0].split(",")
+    assert "/api/2.0/mlflow/" in " ".join(services["mlflow"]["healthcheck"]["test"])
+
+    # Dagster in PostgreSQL; the code location through the gRPC code server; no Docker socket.
+    for name in ("code", "webserver", "daemon"):
+        environment = services[name]["environment"]
+        assert environment["DAGSTER_POSTGRES_URL"].endswith("@postgres:5432/dagster")
+        assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert services[name]["build"]["context"] == str(REPO_ROOT)
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            assert "docker.sock" not in str(volume)
+    assert "deploy/workspace.yaml" in services["webserver"]["command"]
+    assert "deploy/workspace.yaml" in services["daemon"]["command"]
+
+
+def test_dagster_instance_of_the_stack():
+    instance = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
+    assert instance["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
+    assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert instance["run_coordinator"]["config"]["max_concurrent_runs"] == {"env": "DAGSTER_MAX_CONCURRENT_RUNS"}
+    assert instance["run_launcher"]["class"] == "DefaultRunLauncher"
+    assert instance["telemetry"]["enabled"] is False
+
+
+def test_image_uses_the_locked_dependency_set():
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "COPY pyproject.toml uv.lock" in dockerfile
+    assert "uv sync --frozen --no-dev" in dockerfile
+    lock = (REPO_ROOT / "uv.lock").read_text()
+    for package, version in (("dagster", "1.13.27"), ("dagster-postgres", "0.29.27"), ("dagster-mlflow", "0.29.27")):
+        assert f'name = "{package}"\nversion = "{version}"' in lock, package
