@@ -66,7 +66,7 @@ def promote(client, name: str, version: str, attempts: int = 10) -> str:
         # Re-read after writing: a concurrent promotion may have registered a better
         # version, or overwritten the alias with a stale choice. Stop once stable.
         fresh = max(_versions(client, name, mine), key=_score)
-        if fresh.version == best.version and _alias_version(client, name, CHAMPION) == str(best.version):
+        if str(fresh.version) == str(best.version) and _alias_version(client, name, CHAMPION) == str(best.version):
             break
     else:
         raise RuntimeError(f"champion alias of {name!r} did not settle after {attempts} attempts")
@@ -95,7 +95,7 @@ def _alias_version(client, name: str, alias: str) -> Optional[str]:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 

@@ -119,3 +119,24 @@ def test_deleted_experiment_is_a_clear_error(instance, tracking_uri):
     message = result.get_step_failure_events()[0].step_failure_data.error.to_string()
     assert MlflowBindingError.__name__ in message
     assert "'gone'" in message and "is deleted" in message and "restore" in message
+
+
+def test_experiment_from_the_environment(instance, tracking_uri, monkeypatch):
+    monkeypatch.setenv("IRIS_MLFLOW_EXPERIMENT", "iris-from-env")
+    result = dg.execute_job(dg.reconstructable(parallel_roots), instance=instance)
+    assert result.success
+    assert runs_of(tracking_uri) == []  # nothing in the default experiment
+    run = only_run(tracking_uri, experiment="iris-from-env")
+    assert run.info.status == "FINISHED" and set(run.data.metrics) == set(ROOTS)
+
+
+def test_embedded_store_in_the_state_folder_by_default(instance, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    result = dg.execute_job(dg.reconstructable(parallel_roots), instance=instance)
+    assert result.success
+    state = tmp_path / "state"  # IRIS_STATE_DIR, set by the isolated_env fixture
+    run = only_run(f"sqlite:///{state / 'mlflow.db'}")
+    assert run.info.status == "FINISHED"
+    # Artifacts beside the database, not in whatever folder the process ran from.
+    assert run.info.artifact_uri.startswith((state / "mlartifacts").as_uri())
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
