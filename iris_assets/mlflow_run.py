@@ -261,7 +261,7 @@ class MlflowRun(dg.ConfigurableResource):
     def register_model(self, name: str, artifact_path: str = "model", tags: Optional[Mapping[str, Any]] = None):
         """Register this run's logged model ``artifact_path`` as a new version of ``name``."""
         binding = self._bound()
-        with _GLOBAL_MLFLOW_STATE:
+        with _GLOBAL_MLFLOW_STATE, _sqlite_registry_lock(binding.tracking_uri):
             import mlflow
 
             mlflow.set_tracking_uri(binding.tracking_uri)
@@ -271,7 +271,8 @@ class MlflowRun(dg.ConfigurableResource):
                 name,
                 tags={k: str(v) for k, v in (tags or {}).items()},
             )
-        return version
+            # Read it back: a registration that did not persist must fail here, loudly.
+            return self.client.get_model_version(name, str(version.version))
 
     def link(self, context: dg.AssetExecutionContext) -> dict[str, dg.MetadataValue]:
         """Materialisation metadata pointing at this MLflow run.
@@ -611,34 +612,56 @@ class _RetryingClient:
         return call
 
 
+def _sqlite_database(tracking_uri: str) -> Optional[Path]:
+    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes of this host (a sqlite file is local by definition)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @contextmanager
 def _sqlite_setup_lock(tracking_uri: str) -> Iterator[None]:
     """Serialise a new sqlite store's first use across processes on this host.
 
     MLflow creates a sqlite store's tables (alembic migrations) on first use; two
     step processes doing that at once fail ("Online migration expected to match one
-    row", "duplicate column name"). A sqlite file is local by definition, so a file
-    lock beside it suffices; once a process has set the store up, a marker file lets
-    later ones skip the lock.
+    row", "duplicate column name"). Once a process has set the store up, a marker
+    file lets later ones skip the lock.
     """
-    if not tracking_uri.startswith("sqlite:///"):
+    database = _sqlite_database(tracking_uri)
+    if database is None or (database.with_name(database.name + ".ready").exists() and database.exists()):
         yield
         return
-    import fcntl
+    with _file_lock(database.with_name(database.name + ".setup-lock")):
+        yield
+        database.with_name(database.name + ".ready").touch()
 
-    database = Path(tracking_uri.removeprefix("sqlite:///"))
-    ready = database.with_name(database.name + ".ready")
-    if ready.exists() and database.exists():
+
+@contextmanager
+def _sqlite_registry_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise model registrations into one sqlite store across processes on this host.
+
+    Two processes registering versions of one model at the same moment in a sqlite
+    store lost a version here: ``register_model`` returned version 3 and the
+    version did not exist afterwards. A server (PostgreSQL) needs no lock.
+    """
+    database = _sqlite_database(tracking_uri)
+    if database is None:
         yield
         return
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".setup-lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-            ready.touch()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with _file_lock(database.with_name(database.name + ".registry-lock")):
+        yield
 
 
 def _artifact_location(tracking_uri: str, experiment_name: str) -> Optional[str]:

@@ -88,27 +88,26 @@ def new_iris_data(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=json.dumps(seen, sort_keys=True))
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.FAILURE,
-    minimum_interval_seconds=15,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="End FAILED the MLflow run of a failed Dagster run if it was left RUNNING.",
+def _mlflow_closing_sensor(name: str, run_status: dg.DagsterRunStatus, ended: str, mlflow_status: str):
+    @dg.run_status_sensor(
+        name=name,
+        run_status=run_status,
+        minimum_interval_seconds=15,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"End {mlflow_status} the MLflow run of a {ended} Dagster run if it was left RUNNING.",
+    )
+    def _close(context: dg.RunStatusSensorContext, mlflow: MlflowRun) -> None:
+        for run_id in mlflow.end_orphaned_run(context.instance, context.dagster_run, mlflow_status):
+            context.log.info(
+                f"Ended MLflow run {run_id} {mlflow_status} (Dagster run {context.dagster_run.run_id})"
+            )
+
+    return _close
+
+
+close_mlflow_run_on_failure = _mlflow_closing_sensor(
+    "close_mlflow_run_on_failure", dg.DagsterRunStatus.FAILURE, "failed", "FAILED"
 )
-def close_mlflow_run_on_failure(context: dg.RunStatusSensorContext, mlflow: MlflowRun):
-    _close(context, mlflow, "FAILED")
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.CANCELED,
-    minimum_interval_seconds=15,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="End KILLED the MLflow run of a canceled Dagster run if it was left RUNNING.",
+close_mlflow_run_on_cancel = _mlflow_closing_sensor(
+    "close_mlflow_run_on_cancel", dg.DagsterRunStatus.CANCELED, "canceled", "KILLED"
 )
-def close_mlflow_run_on_cancel(context: dg.RunStatusSensorContext, mlflow: MlflowRun):
-    _close(context, mlflow, "KILLED")
-
-
-def _close(context: dg.RunStatusSensorContext, mlflow: MlflowRun, status: str) -> None:
-    ended = mlflow.end_orphaned_run(context.instance, context.dagster_run, status)
-    for run_id in ended:
-        context.log.info(f"Ended MLflow run {run_id} {status} (Dagster run {context.dagster_run.run_id})")
