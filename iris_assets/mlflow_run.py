@@ -259,20 +259,33 @@ class MlflowRun(dg.ConfigurableResource):
         return dataset.digest
 
     def register_model(self, name: str, artifact_path: str = "model", tags: Optional[Mapping[str, Any]] = None):
-        """Register this run's logged model ``artifact_path`` as a new version of ``name``."""
-        binding = self._bound()
-        with _GLOBAL_MLFLOW_STATE, _sqlite_registry_lock(binding.tracking_uri):
-            import mlflow
+        """Register this run's logged model ``artifact_path`` as a new version of ``name``.
 
-            mlflow.set_tracking_uri(binding.tracking_uri)
-            mlflow.set_registry_uri(binding.tracking_uri)
-            version = mlflow.register_model(
-                f"runs:/{binding.run_id}/{artifact_path}",
+        Through this binding's own client, not ``mlflow.register_model``: in a sqlite
+        store, a version written through the fluent API's store was not yet visible to
+        this client's reads ("Model Version ... not found" right after registering).
+        """
+        from mlflow.exceptions import MlflowException
+
+        binding = self._bound()
+        model_uri = self.logged_model_uri(artifact_path)
+        if model_uri is None:
+            raise MlflowBindingError(f"MLflow run {binding.run_id} has no logged model {artifact_path!r}")
+        client = self.client
+        with _sqlite_registry_lock(binding.tracking_uri):
+            if not client.search_registered_models(filter_string=f"name = '{name}'"):
+                try:
+                    client.create_registered_model(name)
+                except MlflowException as error:
+                    if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+            return client.create_model_version(
                 name,
+                source=model_uri,
+                run_id=binding.run_id,
                 tags={k: str(v) for k, v in (tags or {}).items()},
+                model_id=model_uri.removeprefix("models:/"),
             )
-            # Read it back: a registration that did not persist must fail here, loudly.
-            return self.client.get_model_version(name, str(version.version))
 
     def link(self, context: dg.AssetExecutionContext) -> dict[str, dg.MetadataValue]:
         """Materialisation metadata pointing at this MLflow run.
@@ -652,9 +665,9 @@ def _sqlite_setup_lock(tracking_uri: str) -> Iterator[None]:
 def _sqlite_registry_lock(tracking_uri: str) -> Iterator[None]:
     """Serialise model registrations into one sqlite store across processes on this host.
 
-    Two processes registering versions of one model at the same moment in a sqlite
-    store lost a version here: ``register_model`` returned version 3 and the
-    version did not exist afterwards. A server (PostgreSQL) needs no lock.
+    MLflow numbers a new version max+1 and retries a few times on a collision;
+    runs finishing together on the embedded store need not rely on that. A server
+    (PostgreSQL) needs no lock.
     """
     database = _sqlite_database(tracking_uri)
     if database is None:

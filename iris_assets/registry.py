@@ -49,13 +49,12 @@ def _score(version) -> tuple[float, float, int]:
     return (float(tags.get("accuracy", "-1")), float(tags.get("f1_score", "-1")), int(version.version))
 
 
-def promote(client, name: str, version: str, attempts: int = 10) -> str:
-    """Point ``champion`` at the best version of ``name``; label ``version`` if it is not it.
+def promote(client, name: str, mine, attempts: int = 10) -> str:
+    """Point ``champion`` at the best version of ``name``; label ``mine`` if it is not it.
 
-    Returns the champion's version number.
+    ``mine`` is the ModelVersion just registered. Returns the champion's version number.
     """
-    version = str(version)
-    mine = client.get_model_version(name, version)
+    version = str(mine.version)
     for _ in range(attempts):
         best = max(_versions(client, name, mine), key=_score)
         current = _alias_version(client, name, CHAMPION)
@@ -116,7 +115,7 @@ def registered_model(
             "onnx_model_uri": mlflow.logged_model_uri(ONNX_LOGGED_MODEL),
         },
     )
-    champion = promote(mlflow.client, name, version.version)
+    champion = promote(mlflow.client, name, version)
     promoted = champion == str(version.version)
     mlflow.set_tags({"registered_model": f"{name}/{version.version}", "promoted": promoted})
     return dg.MaterializeResult(

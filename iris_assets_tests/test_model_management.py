@@ -101,8 +101,10 @@ def test_champion_loads_through_pyfunc_and_agrees_with_onnx(registry):
 def _concurrent_promote(uri, version, barrier):
     from mlflow import MlflowClient
 
+    client = MlflowClient(uri)
+    mine = client.get_model_version(MODEL, version)
     barrier.wait()
-    promote(MlflowClient(uri), MODEL, version)
+    promote(client, MODEL, mine)
 
 
 def test_concurrent_promotions_leave_the_better_version_champion(registry):
