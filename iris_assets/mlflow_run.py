@@ -327,12 +327,10 @@ class MlflowRun(dg.ConfigurableResource):
         touched), and never ends a run that another Dagster run still writes to (a
         re-execution continuing it). Returns the ids of the runs it ended.
         """
-        from mlflow import MlflowClient
-
         if not dagster_run.is_finished:
             return []
         tracking_uri = self.resolved_tracking_uri()
-        client = _RetryingClient(MlflowClient(tracking_uri=tracking_uri))
+        client = mlflow_client(tracking_uri)
         candidates = set(announced_mlflow_runs(instance, dagster_run.run_id))
         experiment = client.get_experiment_by_name(self.resolved_experiment_name())
         if experiment is not None:  # also a candidate whose process died before announcing it
@@ -401,14 +399,12 @@ class _Binding:
 
     @classmethod
     def open(cls, resource: MlflowRun, context: dg.InitResourceContext) -> "_Binding":
-        from mlflow import MlflowClient
-
         os.environ.update(resource.env)
         instance, dagster_run, log = context.instance, context.run, context.log
         assert instance is not None and dagster_run is not None
         tracking_uri = resource.resolved_tracking_uri()
         with _sqlite_setup_lock(tracking_uri):
-            client = _RetryingClient(MlflowClient(tracking_uri=tracking_uri))
+            client = mlflow_client(tracking_uri)
             experiment_id = _experiment_id(client, resource.resolved_experiment_name(), tracking_uri)
 
         announced = announced_mlflow_runs(instance, dagster_run.run_id)
@@ -589,6 +585,13 @@ def _experiment_id(client: "MlflowClient", name: str, tracking_uri: str) -> str:
             f"{experiment.experiment_id}`) or choose another name (${EXPERIMENT_ENV_VAR})."
         )
     return experiment.experiment_id
+
+
+def mlflow_client(tracking_uri: str) -> "MlflowClient":
+    """An MlflowClient for ``tracking_uri`` that retries transient store errors."""
+    from mlflow import MlflowClient
+
+    return _RetryingClient(MlflowClient(tracking_uri=tracking_uri))
 
 
 class _RetryingClient:

@@ -99,9 +99,9 @@ def test_champion_loads_through_pyfunc_and_agrees_with_onnx(registry):
 
 
 def _concurrent_promote(uri, version, barrier):
-    from mlflow import MlflowClient
+    from iris_assets.mlflow_run import mlflow_client
 
-    client = MlflowClient(uri)
+    client = mlflow_client(uri)  # what the registered_model asset uses
     mine = client.get_model_version(MODEL, version)
     barrier.wait()
     promote(client, MODEL, mine)
