@@ -6,7 +6,9 @@ bundled copy (no network), or from a local CSV with the columns
 ``sepal_length, sepal_width, petal_length, petal_width, species``.
 """
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import dagster as dg
@@ -20,6 +22,10 @@ if TYPE_CHECKING:
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPECIES = ["setosa", "versicolor", "virginica"]
 CSV_COLUMNS = [*FEATURES, "species"]
+# Iris tables are small (the classic one is 5 KB); a file far larger is a mistake,
+# and reading it whole would take the step's memory with it.
+MAX_CSV_BYTES_ENV_VAR = "IRIS_MAX_CSV_BYTES"
+MAX_CSV_BYTES = int(os.environ.get(MAX_CSV_BYTES_ENV_VAR, 64 * 1024 * 1024))
 
 
 class IrisDataError(ValueError):
@@ -59,9 +65,21 @@ def load_iris_csv(path: str) -> IrisTable:
     """Read and validate a CSV of Iris measurements; raise IrisDataError naming the problem."""
     import pandas as pd
 
+    file = Path(path)
+    if file.is_symlink() and not file.exists():
+        raise IrisDataError(f"{path}: is a dangling symbolic link (to {os.readlink(file)})")
+    if file.exists() and not file.is_file():
+        raise IrisDataError(f"{path}: is not a regular file (a directory?); give the path of a CSV file")
+    if file.is_file() and file.stat().st_size > MAX_CSV_BYTES:
+        raise IrisDataError(
+            f"{path}: is {file.stat().st_size:,} bytes; an Iris CSV may hold at most "
+            f"{MAX_CSV_BYTES:,} bytes (${MAX_CSV_BYTES_ENV_VAR})"
+        )
     try:
-        frame = pd.read_csv(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        frame = pd.read_csv(path, encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise IrisDataError(f"{path}: is not UTF-8 text ({error})") from error
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise IrisDataError(f"{path}: cannot be read as CSV ({error})") from error
     return IrisTable(frame=validate_iris_frame(frame, path), source=path)
 
@@ -79,14 +97,15 @@ def validate_iris_frame(frame: "pd.DataFrame", name: str) -> "pd.DataFrame":
     if frame.empty:
         raise IrisDataError(f"{name}: has a header but no rows")
     for column in FEATURES:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = frame[column][values.isna()]
+        values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        # A length in cm: a number, finite ("inf" parses as a float), not negative.
+        bad = frame[column][~((values >= 0) & (values < float("inf")))]
         if not bad.empty:
             raise IrisDataError(
-                f"{name}: column {column!r} must hold numbers; row {bad.index[0] + 1} has "
-                f"{bad.iloc[0]!r}"
+                f"{name}: column {column!r} must hold numbers (finite, >= 0, in cm); row "
+                f"{bad.index[0] + 1} has {bad.iloc[0]!r}"
             )
-        frame[column] = values.astype("float64")
+        frame[column] = values
     unknown = sorted(set(frame["species"].astype(str)) - set(SPECIES))
     if frame["species"].isna().any() or unknown:
         raise IrisDataError(f"{name}: unknown species {unknown or ['<missing>']}; allowed {SPECIES}")

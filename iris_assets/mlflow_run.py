@@ -78,8 +78,9 @@ COPIED_DAGSTER_TAGS = (
 
 RUN_ID_METADATA_KEY = "mlflow_run_id"
 RUN_URL_METADATA_KEY = "mlflow_run_url"
-# Metadata key of the engine events that announce candidate runs (see module docstring).
+# Metadata keys of the engine events that announce candidate runs (see module docstring).
 CANDIDATE_METADATA_KEY = "mlflow_run_candidate"
+CANDIDATE_STORE_METADATA_KEY = "mlflow_tracking_uri"
 
 # `Model.log` resolves the tracking URI from process-global state; serialise the
 # few calls that need it so concurrent bindings to different stores stay apart.
@@ -376,6 +377,13 @@ class MlflowRun(dg.ConfigurableResource):
             or embedded_tracking_uri()
         )
 
+    def tracking_uri_source(self) -> str:
+        if self.mlflow_tracking_uri:
+            return "the resource config key mlflow_tracking_uri"
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return "$MLFLOW_TRACKING_URI"
+        return "the embedded default store"
+
     def resolved_dagster_ui_url(self) -> str:
         return (self.dagster_ui_url or os.environ.get(DAGSTER_UI_URL_ENV_VAR) or DEFAULT_DAGSTER_UI_URL).rstrip("/")
 
@@ -403,9 +411,17 @@ class _Binding:
         instance, dagster_run, log = context.instance, context.run, context.log
         assert instance is not None and dagster_run is not None
         tracking_uri = resource.resolved_tracking_uri()
-        with _sqlite_setup_lock(tracking_uri):
-            client = mlflow_client(tracking_uri)
-            experiment_id = _experiment_id(client, resource.resolved_experiment_name(), tracking_uri)
+        try:
+            _check_tracking_uri(tracking_uri)
+            with _sqlite_setup_lock(tracking_uri):
+                client = mlflow_client(tracking_uri)
+                experiment_id = _experiment_id(client, resource.resolved_experiment_name(), tracking_uri)
+        except MlflowBindingError:
+            raise
+        except Exception as error:
+            raise MlflowBindingError(
+                _store_problem(tracking_uri, resource.tracking_uri_source(), error)
+            ) from error
 
         announced = announced_mlflow_runs(instance, dagster_run.run_id)
         if announced:
@@ -413,12 +429,12 @@ class _Binding:
         else:
             inherited = resource.mlflow_run_id or _continued_mlflow_run(instance, dagster_run)
             if inherited:
-                _announce(instance, dagster_run, inherited, "continues")
+                _announce(instance, dagster_run, inherited, "continues", tracking_uri)
                 run_id = inherited
                 client.update_run(run_id, status="RUNNING")
             else:
                 candidate = _create_run(client, experiment_id, resource, dagster_run)
-                _announce(instance, dagster_run, candidate, "proposes")
+                _announce(instance, dagster_run, candidate, "proposes", tracking_uri)
                 run_id = announced_mlflow_runs(instance, dagster_run.run_id)[0]
                 if run_id != candidate:
                     # Another step announced first: everyone uses that one.
@@ -470,22 +486,67 @@ def mlflow_status_from_event_log(instance: dg.DagsterInstance, dagster_run) -> O
 
 def announced_mlflow_runs(instance: dg.DagsterInstance, dagster_run_id: str) -> list[str]:
     """MLflow run ids announced in a Dagster run's event log, in event-log order."""
+    return [run_id for run_id, _ in _announcements(instance, dagster_run_id)]
+
+
+def _announcements(instance: dg.DagsterInstance, dagster_run_id: str) -> list[tuple[str, str]]:
+    """(MLflow run id, tracking URI) of each announcement, in event-log order."""
     announced = []
     for entry in instance.all_logs(dagster_run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         metadata = entry.dagster_event.event_specific_data.metadata
         if CANDIDATE_METADATA_KEY in metadata:
-            announced.append(str(metadata[CANDIDATE_METADATA_KEY].value))
+            store = metadata.get(CANDIDATE_STORE_METADATA_KEY)
+            announced.append((str(metadata[CANDIDATE_METADATA_KEY].value), store and str(store.value)))
     return announced
 
 
-def _announce(instance, dagster_run, mlflow_run_id: str, verb: str) -> None:
+def _announce(instance, dagster_run, mlflow_run_id: str, verb: str, tracking_uri: str) -> None:
     from dagster._core.events import EngineEventData
 
     instance.report_engine_event(
         f"MLflow binding {verb} MLflow run {mlflow_run_id}",
         dagster_run,
-        EngineEventData({CANDIDATE_METADATA_KEY: dg.MetadataValue.text(mlflow_run_id)}),
+        EngineEventData(
+            {
+                CANDIDATE_METADATA_KEY: dg.MetadataValue.text(mlflow_run_id),
+                # So the run worker can end the run after a step process died (see
+                # settle_after_steps); never with credentials in it.
+                CANDIDATE_STORE_METADATA_KEY: dg.MetadataValue.text(without_credentials(tracking_uri)),
+            }
+        ),
     )
+
+
+def without_credentials(uri: str) -> str:
+    """``uri`` without a ``user:password@`` part (event logs and tags are not secret)."""
+    parts = urlparse(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def settle_after_steps(instance: dg.DagsterInstance, dagster_run, log=None) -> Optional[str]:
+    """End the Dagster run's MLflow run from the run worker, once every step process is gone.
+
+    Each step process ends the MLflow run when it tears the resource down, but a step
+    process killed mid-step (SIGKILL, out of memory) tears nothing down; the executor
+    calls this after its last step so the run still ends FAILED. Idempotent; returns
+    the status written, if any.
+    """
+    announced = _announcements(instance, dagster_run.run_id)
+    status = mlflow_status_from_event_log(instance, dagster_run) if announced else None
+    if status is None:
+        return None
+    mlflow_run_id, tracking_uri = announced[0]
+    if tracking_uri is None:  # announced by an older version of this binding
+        return None
+    client = mlflow_client(tracking_uri)
+    if client.get_run(mlflow_run_id).info.status != "RUNNING":
+        return None
+    client.set_terminated(mlflow_run_id, status=status)
+    if log is not None:
+        log.info(f"MLflow run {mlflow_run_id} ended {status} after the last step process exited")
+    return status
 
 
 def _continued_mlflow_run(instance: dg.DagsterInstance, dagster_run) -> Optional[str]:
@@ -585,6 +646,31 @@ def _experiment_id(client: "MlflowClient", name: str, tracking_uri: str) -> str:
             f"{experiment.experiment_id}`) or choose another name (${EXPERIMENT_ENV_VAR})."
         )
     return experiment.experiment_id
+
+
+def _check_tracking_uri(tracking_uri: str) -> None:
+    """Refuse at once what MLflow would only refuse after minutes of retries."""
+    parts = urlparse(tracking_uri)
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ValueError("an http(s) tracking URI needs a host, as in http://127.0.0.1:5000")
+
+
+def _store_problem(tracking_uri: str, source: str, error: Exception) -> str:
+    """A one-paragraph explanation of why the tracking store could not be used."""
+    shown = f"{without_credentials(tracking_uri)!r} (from {source})"
+    detail = str(error).strip().splitlines()[0][:400] if str(error).strip() else type(error).__name__
+    if isinstance(error, ModuleNotFoundError) and "psycopg" in str(error):
+        return (
+            f"MLflow tracking URI {shown} needs a PostgreSQL driver that is not installed "
+            f"({detail}): SQLAlchemy reads postgresql:// as psycopg 3; write "
+            "postgresql+psycopg2:// to use the installed psycopg2."
+        )
+    if any(marker in str(error) for marker in ("Max retries exceeded", "Connection refused", "Failed to resolve")):
+        return (
+            f"MLflow tracking server {shown} is unreachable (gave up after "
+            f"{os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES', '?')} retries with backoff): {detail}"
+        )
+    return f"MLflow tracking URI {shown} cannot be used: {detail}"
 
 
 def mlflow_client(tracking_uri: str) -> "MlflowClient":

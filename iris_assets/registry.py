@@ -110,7 +110,7 @@ def registered_model(
         tags={
             "accuracy": metrics["accuracy"],
             "f1_score": metrics["f1_score"],
-            "dagster_run_id": context.run_id,
+            "dagster_run_id": context.run.run_id,
             "onnx_artifact_uri": f"runs:/{mlflow.run_id}/{ONNX_ARTIFACT}",
             "onnx_model_uri": mlflow.logged_model_uri(ONNX_LOGGED_MODEL),
         },
