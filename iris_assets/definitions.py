@@ -5,7 +5,7 @@ import dagster as dg
 from iris_assets import asset_checks, data, evaluation, packaging, registry, training
 from iris_assets.io_manager import RunScopedPickleIOManager
 from iris_assets.jobs import in_process_or_multiprocess_executor, iris_pipeline
-from iris_assets.mlflow_run import MlflowRun
+from iris_assets.mlflow_run import MlflowRun, credentials_from_environment
 from iris_assets.schedules import iris_retraining
 from iris_assets.sensors import close_mlflow_run_on_cancel, close_mlflow_run_on_failure, new_iris_data
 
@@ -15,6 +15,6 @@ defs = dg.Definitions(
     jobs=[iris_pipeline],
     schedules=[iris_retraining],
     sensors=[new_iris_data, close_mlflow_run_on_failure, close_mlflow_run_on_cancel],
-    resources={"mlflow": MlflowRun(), "io_manager": RunScopedPickleIOManager()},
+    resources={"mlflow": MlflowRun(**credentials_from_environment()), "io_manager": RunScopedPickleIOManager()},
     executor=in_process_or_multiprocess_executor,
 )

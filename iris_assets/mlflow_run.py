@@ -91,6 +91,37 @@ class MlflowBindingError(Exception):
     """The MLflow run for this Dagster run could not be opened or used."""
 
 
+# Resource fields holding credentials, and the variables MLflow's REST client reads them from.
+CREDENTIAL_ENV_VARS = {
+    "tracking_username": "MLFLOW_TRACKING_USERNAME",
+    "tracking_password": "MLFLOW_TRACKING_PASSWORD",
+    "tracking_token": "MLFLOW_TRACKING_TOKEN",
+}
+# Names that must not go into run config (`env`) or run tags (`env_to_tag`).
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|CREDENTIAL|PRIVATE|API_KEY|ACCESS_KEY|USERNAME", re.I)
+
+
+def credentials_from_environment() -> dict[str, Any]:
+    """``dg.EnvVar`` references for the MLflow credentials set in this environment."""
+    return {field: dg.EnvVar(var) for field, var in CREDENTIAL_ENV_VARS.items() if os.environ.get(var)}
+
+
+def _refuse_secrets_in_config(resource: "MlflowRun") -> None:
+    for name in resource.env:
+        if _SECRET_NAME.search(name):
+            raise MlflowBindingError(
+                f"The mlflow resource's `env` config sets {name}, which looks like a credential: run "
+                f"config is stored with every run and shown in the UI. Set {name} in the environment "
+                "of the code server and run workers instead (read with dg.EnvVar)."
+            )
+    for name in resource.env_to_tag or []:
+        if _SECRET_NAME.search(name):
+            raise MlflowBindingError(
+                f"The mlflow resource's `env_to_tag` lists {name}, which looks like a credential; "
+                "MLflow tags are readable by anyone who can read the run. Remove it."
+            )
+
+
 class MlflowRun(dg.ConfigurableResource):
     """The MLflow run of the current Dagster run: every step of one run logs to it.
 
@@ -133,6 +164,12 @@ class MlflowRun(dg.ConfigurableResource):
         description=f"Base URL of the Dagster UI, for the MLflow run's link back. Default: "
         f"${DAGSTER_UI_URL_ENV_VAR}, else {DEFAULT_DAGSTER_UI_URL}.",
     )
+    # Credentials of a tracking server: give them as dg.EnvVar (see
+    # credentials_from_environment), so config and event logs hold the variable's
+    # name, never its value.
+    tracking_username: Optional[str] = Field(default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_USERNAME').")
+    tracking_password: Optional[str] = Field(default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_PASSWORD').")
+    tracking_token: Optional[str] = Field(default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_TOKEN').")
 
     _init_context: Optional[dg.InitResourceContext] = PrivateAttr(default=None)
     _binding: Optional["_Binding"] = PrivateAttr(default=None)
@@ -407,7 +444,11 @@ class _Binding:
 
     @classmethod
     def open(cls, resource: MlflowRun, context: dg.InitResourceContext) -> "_Binding":
+        _refuse_secrets_in_config(resource)
         os.environ.update(resource.env)
+        for field, variable in CREDENTIAL_ENV_VARS.items():  # MLflow's REST client reads them there
+            if getattr(resource, field):
+                os.environ[variable] = getattr(resource, field)
         instance, dagster_run, log = context.instance, context.run, context.log
         assert instance is not None and dagster_run is not None
         tracking_uri = resource.resolved_tracking_uri()

@@ -61,11 +61,58 @@ def materialize_all(port: int, timeout: float = 300) -> tuple[str, str]:
     launched = graphql(port, LAUNCH, {"executionParams": materialize_all_params()})["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["id"]
-    status = wait_until(
+    return run_id, wait_for_run(port, run_id, timeout)
+
+
+REEXECUTE = """
+mutation Reexecute($params: ReexecutionParams!) {
+  launchPipelineReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { id } }
+    ... on PythonError { message }
+  }
+}
+"""
+TERMINATE = """
+mutation Terminate($runId: String!) {
+  terminateRun(runId: $runId) { __typename ... on PythonError { message } ... on TerminateRunFailure { message } }
+}
+"""
+
+
+def launch_job(port: int, job: str = "iris_pipeline", run_config: dict | None = None, tags: dict | None = None) -> str:
+    """Launch a job as the Launchpad does; the run id."""
+    params = {
+        "mode": "default",
+        "runConfigData": json.dumps(run_config or {}),
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+        "selector": {"repositoryLocationName": "iris_assets", "repositoryName": "__repository__", "pipelineName": job},
+    }
+    launched = graphql(port, LAUNCH, {"executionParams": params})["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["id"]
+
+
+def reexecute_from_failure(port: int, run_id: str) -> str:
+    """The UI's "Re-execute from failure"; the new run's id."""
+    params = {"parentRunId": run_id, "strategy": "FROM_FAILURE"}
+    launched = graphql(port, REEXECUTE, {"params": params})["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["id"]
+
+
+def terminate(port: int, run_id: str) -> None:
+    """The UI's "Terminate" button."""
+    answer = graphql(port, TERMINATE, {"runId": run_id})["terminateRun"]
+    assert answer["__typename"] == "TerminateRunSuccess", answer
+
+
+def wait_for_run(port: int, run_id: str, timeout: float = 300) -> str:
+    """Wait for a run to end; its final status."""
+    return wait_until(
         lambda: (s := graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"])
         in ("SUCCESS", "FAILURE", "CANCELED")
         and s,
         timeout=timeout,
         what=f"run {run_id} to end",
     )
-    return run_id, status

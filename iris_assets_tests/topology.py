@@ -9,6 +9,8 @@ deployment test and by the reliability suite, which stops and restarts its parts
 
 import json
 import os
+import shutil
+import tempfile
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -36,7 +38,11 @@ class Postgres:
         else:
             import pgserver
 
-            self.server = pgserver.get_server(str(folder / "pgdata"), cleanup_mode="stop")
+            # Not under pytest's temporary folder: each pytest session resets that
+            # folder's permissions to its owner only, and PostgreSQL (run as its own
+            # user when we are root) then loses its data directory mid-test.
+            self._pgdata = Path(tempfile.mkdtemp(prefix="iris-pgdata-"))
+            self.server = pgserver.get_server(str(self._pgdata), cleanup_mode="stop")
             self.admin_url = self.server.get_uri()
         self.suffix = folder.name.replace("-", "_").lower()[-20:]
         self.role, self.password = f"iris_{self.suffix}", password
@@ -93,6 +99,7 @@ class Postgres:
         finally:
             if self.server is not None:
                 self.server.cleanup()
+                shutil.rmtree(self._pgdata, ignore_errors=True)
 
 
 def compose_command(service: str) -> list[str]:

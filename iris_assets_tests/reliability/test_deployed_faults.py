@@ -1,0 +1,332 @@
+"""Faults, concurrency and secrets in the deployment topology (docker-compose.yml's
+services as local processes: PostgreSQL, MLflow server, code server, webserver, daemon).
+
+Every case launches through the webserver's GraphQL API as the UI does, breaks
+something real, and then checks what was kept: the Dagster run's message, the MLflow
+run's status, the artifacts of the steps that had completed, and that a re-execution
+from failure (or the automatic run retry of deploy/dagster.yaml) completes the *same*
+MLflow run with every artifact exactly once.
+"""
+
+import json
+import os
+import signal
+import time
+
+import dagster as dg
+import pytest
+from dagster._serdes import serialize_value
+
+from iris_assets.mlflow_run import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, DEFAULT_EXPERIMENT
+from iris_assets_tests.graphql_client import launch_job, reexecute_from_failure, terminate, wait_for_run
+from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, assert_complete_iris_run
+from iris_assets_tests.processes import wait_until
+from iris_assets_tests.reliability.conftest import repeat
+from iris_assets_tests.topology import Postgres, Topology
+
+pytestmark = pytest.mark.servers
+
+# Credentials given to every service; test_no_secret_in_any_store looks for them everywhere.
+SECRETS = {
+    "MLFLOW_TRACKING_USERNAME": "sentinel-user-7f3a",
+    "MLFLOW_TRACKING_PASSWORD": "sentinel-password-9c1e",
+    "MLFLOW_TRACKING_TOKEN": "sentinel-token-4b8d",
+}
+DB_PASSWORD = "sentinel-db-password-2e6f"
+
+# A forest big enough that the model step is still running when the fault lands.
+FAULT_CONFIG = {"ops": {"model": {"config": {"n_estimators": 300}}}}
+NO_AUTOMATIC_RETRY = {"dagster/max_retries": "0"}
+
+# What each step leaves in the MLflow run (besides params, metrics and dataset inputs).
+STEP_ARTIFACTS = {
+    "model": {"feature_importance.json", "feature_importance.png"},
+    "metrics": {"confusion_matrix.json", "confusion_matrix.png", "classification_report.txt"},
+    "onnx_model": {"onnx_model/iris_random_forest.onnx"},
+}
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("topology")
+    postgres = Postgres(folder, password=DB_PASSWORD)
+    topology = Topology(
+        folder,
+        postgres,
+        env={**SECRETS, "DAGSTER_MAX_CONCURRENT_RUNS": "4"},
+    )
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
+        postgres.close()
+
+
+@pytest.fixture(scope="module")
+def instance(topology):
+    with topology.instance() as instance:
+        yield instance
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _wait_for_step_start(instance, run_id: str, step_key: str, timeout: float = 240):
+    def started():
+        return any(e.step_key == step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))
+
+    wait_until(started, timeout=timeout, what=f"step {step_key} of {run_id} to start", interval=0.1)
+
+
+def _run_worker_pid(instance, run_id: str) -> int:
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        if entry.message.startswith("Started process for run (pid:"):
+            return int(entry.dagster_event.event_specific_data.metadata["pid"].value)
+    raise AssertionError(f"no run worker pid in the event log of {run_id}")
+
+
+def _failure_text(instance, run_id: str) -> str:
+    """Every error message the run's event log holds (run and step failures, engine errors)."""
+    texts = []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type in (dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ENGINE_EVENT):
+            texts.append(entry.message or "")
+            data = event.event_specific_data
+            error = getattr(data, "error", None)
+            if error is not None:
+                texts.append(error.to_string())
+    return "\n".join(texts)
+
+
+def _mlflow_run_of(topology, dagster_run_id: str):
+    client = topology.mlflow_client()
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.{DAGSTER_RUN_ID_TAG} = '{dagster_run_id}'"
+    )
+    assert len(runs) <= 1, [r.info.run_id for r in runs]
+    return runs[0] if runs else None
+
+
+def _completed_steps(instance, run_id: str) -> set[str]:
+    return {e.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)}
+
+
+def _assert_completed_steps_kept(topology, instance, dagster_run_id: str, mlflow_run) -> list[str]:
+    kept = set(artifact_paths(topology.mlflow_url, mlflow_run.info.run_id))
+    completed = _completed_steps(instance, dagster_run_id)
+    for step, artifacts in STEP_ARTIFACTS.items():
+        if step in completed:
+            assert artifacts <= kept, (step, kept)
+    if "splits" in completed:
+        assert mlflow_run.data.params["test_size"] == "0.2"
+    return sorted(completed)
+
+
+def _assert_finished_once(topology, mlflow_run_id: str, dagster_run_ids: list[str], n_estimators: int = 300):
+    run = topology.mlflow_client().get_run(mlflow_run_id)
+    assert run.data.tags[DAGSTER_RUN_IDS_TAG].split() == dagster_run_ids
+    assert_complete_iris_run(topology.mlflow_url, run, n_estimators=n_estimators)
+    return run
+
+
+def _wait_for_mlflow_status(topology, mlflow_run_id: str, statuses: set[str], timeout: float = 120) -> str:
+    client = topology.mlflow_client()
+    return wait_until(
+        lambda: (s := client.get_run(mlflow_run_id).info.status) in statuses and s,
+        timeout=timeout,
+        what=f"MLflow run {mlflow_run_id} to end {statuses}",
+        interval=1,
+    )
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+@repeat()
+def test_run_worker_killed_then_retried_automatically(topology, instance, outcome, repetition):
+    """Run worker SIGKILLed mid-step; the configured automatic run retry completes the same MLflow run"""
+    run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG)
+    _wait_for_step_start(instance, run_id, "model")
+    os.kill(_run_worker_pid(instance, run_id), signal.SIGKILL)
+    assert wait_for_run(topology.web_port, run_id) == "FAILURE"
+    assert "SIGKILL" in _failure_text(instance, run_id) or "signal 9" in _failure_text(instance, run_id)
+
+    retry = wait_until(
+        lambda: [r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))]
+        or [r for r in instance.get_runs() if r.parent_run_id == run_id],
+        timeout=120,
+        what="the automatic retry",
+        interval=1,
+    )[0]
+    assert retry.tags.get("dagster/is_resume_retry") == "true"
+    assert wait_for_run(topology.web_port, retry.run_id) == "SUCCESS", topology.logs()
+    mlflow_run = _mlflow_run_of(topology, run_id)
+    _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, retry.run_id])
+    outcome.note("Dagster run FAILURE naming the signal; automatic retry SUCCESS; same MLflow run FINISHED, every artifact once")
+
+
+@repeat()
+def test_run_worker_killed_then_reexecuted_from_failure(topology, instance, outcome, repetition):
+    """Run worker SIGKILLed mid-step, no automatic retry: the MLflow run ends FAILED, re-execution from failure finishes it"""
+    run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG, tags=NO_AUTOMATIC_RETRY)
+    _wait_for_step_start(instance, run_id, "model")
+    os.kill(_run_worker_pid(instance, run_id), signal.SIGKILL)
+    assert wait_for_run(topology.web_port, run_id) == "FAILURE"
+    mlflow_run = _mlflow_run_of(topology, run_id)
+    # Nothing in the dead worker could end it: the daemon's run-failure sensor does.
+    assert _wait_for_mlflow_status(topology, mlflow_run.info.run_id, {"FAILED"}) == "FAILED"
+    completed = _assert_completed_steps_kept(topology, instance, run_id, topology.mlflow_client().get_run(mlflow_run.info.run_id))
+
+    child = reexecute_from_failure(topology.web_port, run_id)
+    assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
+    _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, child])
+    outcome.note(f"MLflow run FAILED (sensor) keeping {', '.join(completed) or 'no step'}; re-execution: same run FINISHED, every artifact once")
+
+
+@repeat()
+def test_run_canceled_through_the_webserver(topology, instance, outcome, repetition):
+    """Run canceled from the UI mid-step: the MLflow run ends KILLED, re-execution from failure finishes it"""
+    run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG)
+    _wait_for_step_start(instance, run_id, "model")
+    terminate(topology.web_port, run_id)
+    assert wait_for_run(topology.web_port, run_id) == "CANCELED"
+    mlflow_run = _mlflow_run_of(topology, run_id)
+    assert _wait_for_mlflow_status(topology, mlflow_run.info.run_id, {"KILLED"}) == "KILLED"
+    completed = _assert_completed_steps_kept(topology, instance, run_id, topology.mlflow_client().get_run(mlflow_run.info.run_id))
+
+    child = reexecute_from_failure(topology.web_port, run_id)
+    assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
+    _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, child])
+    outcome.note(f"Dagster run CANCELED; MLflow run KILLED keeping {', '.join(completed) or 'no step'}; re-execution: same run FINISHED")
+
+
+@repeat()
+def test_mlflow_server_down_when_the_run_starts(topology, instance, outcome, repetition):
+    """MLflow server down when the run starts: the first step fails naming the server; nothing half-written"""
+    topology.stop_mlflow()
+    try:
+        started = time.monotonic()
+        run_id = launch_job(topology.web_port, tags=NO_AUTOMATIC_RETRY)
+        assert wait_for_run(topology.web_port, run_id) == "FAILURE"
+        seconds = time.monotonic() - started
+    finally:
+        topology.start_mlflow()
+    text = _failure_text(instance, run_id)
+    assert f"MLflow tracking server '{topology.mlflow_url}'" in text and "is unreachable" in text, text[-3000:]
+    assert _mlflow_run_of(topology, run_id) is None  # no run was created, so none is left RUNNING
+
+    child = reexecute_from_failure(topology.web_port, run_id)
+    assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
+    mlflow_run = _mlflow_run_of(topology, child)
+    _assert_finished_once(topology, mlflow_run.info.run_id, [child], n_estimators=100)
+    outcome.note(f"failed in {seconds:.0f} s naming the unreachable server; no MLflow run created; re-execution FINISHED")
+
+
+@repeat()
+def test_mlflow_server_stopped_mid_run_then_restarted(topology, instance, outcome, repetition):
+    """MLflow server stopped mid-step, restarted: the run fails naming it (or rides it out); the same MLflow run finishes"""
+    run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG, tags=NO_AUTOMATIC_RETRY)
+    _wait_for_step_start(instance, run_id, "model")
+    mlflow_run = _mlflow_run_of(topology, run_id)
+    topology.stop_mlflow()
+    try:
+        status = wait_for_run(topology.web_port, run_id)
+    finally:
+        topology.start_mlflow()
+    if status == "FAILURE":
+        text = _failure_text(instance, run_id)
+        assert topology.mlflow_url in text, text[-3000:]
+        # The daemon's sensor ends it FAILED once the server answers again.
+        _wait_for_mlflow_status(topology, mlflow_run.info.run_id, {"FAILED"})
+        child = reexecute_from_failure(topology.web_port, run_id)
+        assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
+        _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, child])
+        outcome.note("run FAILED naming the server; MLflow run FAILED after restart; re-execution: same run FINISHED, every artifact once")
+    else:
+        assert status == "SUCCESS"
+        _assert_finished_once(topology, mlflow_run.info.run_id, [run_id])
+        outcome.note("outage shorter than the retry budget: run SUCCESS, MLflow run FINISHED")
+
+
+@repeat()
+def test_postgres_restarted_mid_run(topology, instance, outcome, repetition):
+    """PostgreSQL (Dagster's and MLflow's storage) restarted mid-step: the run chain completes one MLflow run"""
+    run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG)
+    _wait_for_step_start(instance, run_id, "model")
+    topology.postgres.restart()
+    status = wait_for_run(topology.web_port, run_id)
+    chain = [run_id]
+    if status != "SUCCESS":
+        retries = [r for r in instance.get_runs() if r.parent_run_id == run_id]
+        if not retries:  # a step failure is not retried automatically: re-execute by hand
+            chain.append(reexecute_from_failure(topology.web_port, run_id))
+        else:
+            chain.append(retries[0].run_id)
+        assert wait_for_run(topology.web_port, chain[-1]) == "SUCCESS", topology.logs()
+    mlflow_run = _mlflow_run_of(topology, run_id)
+    _assert_finished_once(topology, mlflow_run.info.run_id, chain)
+    outcome.note(f"first run {status}; {len(chain)} Dagster run(s), one MLflow run FINISHED, every artifact once")
+
+
+# -- concurrency --------------------------------------------------------------------------------
+
+
+def test_eight_runs_at_once_through_the_queue(topology, instance, outcome):
+    """8 runs with different hyperparameters launched at once through the run queue: 8 separate, complete MLflow runs"""
+    configs = [{"n_estimators": 10 * (i + 1), "max_depth": 3 + i} for i in range(8)]
+    run_ids = [launch_job(topology.web_port, run_config={"ops": {"model": {"config": c}}}) for c in configs]
+    statuses = [wait_for_run(topology.web_port, run_id, timeout=600) for run_id in run_ids]
+    assert statuses == ["SUCCESS"] * 8, topology.logs()
+    for run_id, config in zip(run_ids, configs):
+        run = _mlflow_run_of(topology, run_id)
+        assert run.data.tags[DAGSTER_RUN_IDS_TAG] == run_id
+        assert run.data.params["n_estimators"] == str(config["n_estimators"])
+        assert run.data.params["max_depth"] == str(config["max_depth"])
+        assert sorted(artifact_paths(topology.mlflow_url, run.info.run_id)) == sorted(EXPECTED_ARTIFACTS)
+        assert run.info.status == "FINISHED" and set(run.data.metrics) >= {"accuracy", "precision", "recall", "f1_score"}
+    errors = [e for r in run_ids for e in instance.all_logs(r, of_type=dg.DagsterEventType.STEP_FAILURE)]
+    assert errors == []
+    outcome.note("8 SUCCESS; 8 MLflow runs FINISHED, each with its own params and all artifacts; no step failure")
+
+
+# -- secrets (last: searches what every case above wrote) ----------------------------------------
+
+
+def test_no_secret_in_any_store(topology, instance, outcome):
+    """Credentials (MLflow's and the database password) appear in no MLflow param or tag, run config, event log or compute log"""
+    secrets = [*SECRETS.values(), DB_PASSWORD]
+    assert instance.get_runs(), "the cases above ran nothing"
+    found: list[str] = []
+
+    # MLflow: every run's params and tags, every registered model and version.
+    client = topology.mlflow_client()
+    from mlflow.entities import ViewType
+
+    experiments = client.search_experiments(view_type=ViewType.ALL)
+    runs = client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL, max_results=5000)
+    assert runs
+    for run in runs:
+        found += [f"mlflow run {run.info.run_id}: {s}" for s in secrets if s in json.dumps([run.data.params, run.data.tags])]
+    for model in client.search_registered_models():
+        found += [f"registered model {model.name}" for s in secrets if s in json.dumps(model.tags)]
+    for version in client.search_model_versions():
+        found += [f"model version {version.version}" for s in secrets if s in json.dumps(version.tags)]
+
+    # Dagster: run config and tags, every event of every run (PostgreSQL), compute logs (files).
+    for run in instance.get_runs():
+        text = serialize_value(run.run_config) + serialize_value(run.tags)
+        text += "".join(serialize_value(entry) for entry in instance.all_logs(run.run_id))
+        found += [f"dagster run {run.run_id}: {s}" for s in secrets if s in text]
+    compute_logs = [p for p in (topology.home / "storage").rglob("*") if p.is_file()]
+    assert compute_logs, "no compute log was written"
+    for path in compute_logs:
+        content = path.read_bytes()
+        found += [f"{path}: {s}" for s in secrets if s.encode() in content]
+    assert found == []
+    outcome.note(f"searched {len(runs)} MLflow runs, {len(instance.get_runs())} Dagster runs and their events, {len(compute_logs)} compute log files: no secret")
