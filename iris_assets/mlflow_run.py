@@ -392,6 +392,37 @@ class MlflowRun(dg.ConfigurableResource):
             ended.append(run_id)
         return ended
 
+    def end_orphaned_runs(self, instance: dg.DagsterInstance) -> list[tuple[str, str]]:
+        """End every MLflow run of the experiment left RUNNING by Dagster runs that are over.
+
+        The sweep behind the run-status sensors: it catches what they missed (the
+        tracking server was down when the run failed, the daemon was not running).
+        Runs written by Dagster runs this instance does not know are left alone.
+        Returns (MLflow run id, status written) pairs.
+        """
+        client = mlflow_client(self.resolved_tracking_uri())
+        experiment = client.get_experiment_by_name(self.resolved_experiment_name())
+        if experiment is None:
+            return []
+        ended = []
+        for run in client.search_runs(
+            [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        ):
+            ids = run.data.tags.get(DAGSTER_RUN_IDS_TAG, run.data.tags.get(DAGSTER_RUN_ID_TAG, "")).split()
+            writers = [instance.get_run_by_id(i) for i in ids]
+            if not writers or any(w is None or not w.is_finished for w in writers):
+                continue
+            last = writers[-1]
+            if last.status == dg.DagsterRunStatus.CANCELED:
+                status = "KILLED"
+            elif last.status == dg.DagsterRunStatus.FAILURE:
+                status = "FAILED"
+            else:  # succeeded, but the step that would have ended it could not reach the server
+                status = mlflow_status_from_event_log(instance, last) or "FINISHED"
+            client.set_terminated(run.info.run_id, status=status)
+            ended.append((run.info.run_id, status))
+        return ended
+
     # -- binding -----------------------------------------------------------------------------
 
     def _bound(self) -> "_Binding":

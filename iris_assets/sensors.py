@@ -8,8 +8,10 @@ the cursor remembers what was seen, so a daemon restart neither replays nor lose
 files. An invalid file starts nothing: the sensor says why and goes on.
 
 ``close_mlflow_run_on_failure`` / ``..._on_cancel`` end the MLflow run of a Dagster
-run that failed or was canceled in a way that left it RUNNING (a step process or
-run worker killed, a cancel that stopped the process).
+run that failed or was canceled in a way that left it RUNNING (a run worker
+killed, a cancel that stopped the process). A run-status sensor sees each run
+once, so ``close_orphaned_mlflow_runs`` sweeps for what they could not end (the
+tracking server was down at the time, or the daemon was not running).
 """
 
 import hashlib
@@ -103,6 +105,22 @@ def _mlflow_closing_sensor(name: str, run_status: dg.DagsterRunStatus, ended: st
             )
 
     return _close
+
+
+@dg.sensor(
+    minimum_interval_seconds=int(os.environ.get("IRIS_ORPHAN_SWEEP_SECONDS", "30")),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="End MLflow runs left RUNNING by finished Dagster runs (what the run-status "
+    "sensors missed: the tracking server was down, the daemon was not running).",
+)
+def close_orphaned_mlflow_runs(context: dg.SensorEvaluationContext, mlflow: MlflowRun) -> dg.SkipReason:
+    # A tracking server that is down fails this tick; the next tick tries again.
+    ended = mlflow.end_orphaned_runs(context.instance)
+    for run_id, status in ended:
+        context.log.info(f"Ended MLflow run {run_id} {status}")
+    return dg.SkipReason(
+        f"ended {len(ended)} MLflow run(s)" if ended else "no MLflow run left RUNNING by a finished Dagster run"
+    )
 
 
 close_mlflow_run_on_failure = _mlflow_closing_sensor(

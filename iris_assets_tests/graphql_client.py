@@ -21,6 +21,12 @@ mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
 RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"
 
 
+class GraphQLServerError(AssertionError):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 def graphql(port: int, query: str, variables: dict) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
@@ -31,7 +37,7 @@ def graphql(port: int, query: str, variables: dict) -> dict:
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.loads(response.read())
     except urllib.error.HTTPError as error:
-        raise AssertionError(f"GraphQL answered {error.code}: {error.read()[:3000]!r}") from None
+        raise GraphQLServerError(error.code, f"GraphQL answered {error.code}: {error.read()[:3000]!r}") from None
     assert "errors" not in body, body
     return body["data"]
 
@@ -108,11 +114,19 @@ def terminate(port: int, run_id: str) -> None:
 
 
 def wait_for_run(port: int, run_id: str, timeout: float = 300) -> str:
-    """Wait for a run to end; its final status."""
-    return wait_until(
-        lambda: (s := graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"])
-        in ("SUCCESS", "FAILURE", "CANCELED")
-        and s,
-        timeout=timeout,
-        what=f"run {run_id} to end",
-    )
+    """Wait for a run to end; its final status.
+
+    A 5xx answer is polled past, as a person reloads the page: after a PostgreSQL
+    restart the webserver answers 500 until its pooled connections are replaced.
+    """
+
+    def ended():
+        try:
+            status = graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+        except GraphQLServerError as error:
+            if error.code < 500:
+                raise
+            return None
+        return status in ("SUCCESS", "FAILURE", "CANCELED") and status
+
+    return wait_until(ended, timeout=timeout, what=f"run {run_id} to end")

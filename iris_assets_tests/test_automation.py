@@ -228,25 +228,6 @@ def _sensor_context(instance, run, event_type, sensor):
     )
 
 
-def test_killed_step_process_run_is_ended_failed_by_the_run_worker(instance, tracking_uri, tmp_path):
-    process = _start_cli_run(tmp_path)
-    try:
-        run, step_start = _wait_for_step_start(instance, "model")
-        wait_until(lambda: runs_of(tracking_uri), timeout=60, what="the MLflow run", interval=0.1)
-        os.kill(step_start.dagster_event.pid, signal.SIGKILL)
-        run = _wait_for_run_end(instance, run.run_id)
-    finally:
-        process.wait(timeout=120)
-    assert run.status == dg.DagsterRunStatus.FAILURE
-    # The dead step could not end it; the multiprocess executor's parent did.
-    assert only_run(tracking_uri).info.status == "FAILED"
-
-    # The sensor (for run workers that die too) finds nothing left to do.
-    with _sensor_context(instance, run, dg.DagsterEventType.RUN_FAILURE, close_mlflow_run_on_failure) as context:
-        close_mlflow_run_on_failure(context)
-    assert only_run(tracking_uri).info.status == "FAILED"
-
-
 def test_canceled_run_is_closed_killed_by_the_sensor(instance, tracking_uri, tmp_path):
     process = _start_cli_run(tmp_path)
     try:
@@ -294,3 +275,36 @@ def test_the_sensor_leaves_runs_in_progress_alone(instance, tracking_uri):
     ) as context:
         close_mlflow_run_on_failure(context)
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
+
+
+def test_the_sweep_ends_what_the_run_status_sensors_missed(instance, tracking_uri):
+    """A failed and a canceled Dagster run whose MLflow runs are still RUNNING (the
+    server was down when the run-status sensors fired): the sweep ends both, once."""
+    from mlflow import MlflowClient
+
+    from iris_assets.sensors import close_orphaned_mlflow_runs
+
+    client = MlflowClient(tracking_uri)
+    failed = dg.execute_job(
+        dg.reconstructable(iris_pipeline),
+        instance=instance,
+        run_config={"ops": {"onnx_model": {"config": {"parity_atol": 0.0}}}},
+        raise_on_error=False,
+    )
+    canceled = dg.execute_job(
+        dg.reconstructable(iris_pipeline),
+        instance=instance,
+        run_config={"ops": {"onnx_model": {"config": {"parity_atol": 0.0}}}},
+        raise_on_error=False,
+    )
+    instance.report_run_canceled(instance.get_run_by_id(canceled.run_id))
+    by_dagster_run = {r.data.tags["dagster_run_id"]: r.info.run_id for r in runs_of(tracking_uri)}
+    for run_id in by_dagster_run.values():
+        client.update_run(run_id, status="RUNNING")
+
+    with dg.build_sensor_context(instance=instance, resources={"mlflow": MlflowRun()}) as context:
+        reason = close_orphaned_mlflow_runs(context)
+        assert "ended 2" in reason.skip_message
+        assert client.get_run(by_dagster_run[failed.run_id]).info.status == "FAILED"
+        assert client.get_run(by_dagster_run[canceled.run_id]).info.status == "KILLED"
+        assert "no MLflow run left RUNNING" in close_orphaned_mlflow_runs(context).skip_message

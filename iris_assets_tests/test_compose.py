@@ -1,7 +1,7 @@
 """docker-compose.yml, checked by Docker Compose itself (Debian's docker-compose, offline).
 
 No Docker engine runs here, so the stack is not started from this file: the same
-topology runs as local processes in test_deployment.py.
+topology runs as local processes in reliability/test_deployed_faults.py.
 """
 
 import shutil

@@ -53,6 +53,7 @@ def test_automation_snapshot():
         "new_iris_data",
         "close_mlflow_run_on_failure",
         "close_mlflow_run_on_cancel",
+        "close_orphaned_mlflow_runs",
     }
 
 

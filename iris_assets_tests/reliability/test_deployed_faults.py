@@ -1,4 +1,4 @@
-"""Faults, concurrency and secrets in the deployment topology (docker-compose.yml's
+"""The deployment, its faults, concurrency and secrets: the deployment topology (docker-compose.yml's
 services as local processes: PostgreSQL, MLflow server, code server, webserver, daemon).
 
 Every case launches through the webserver's GraphQL API as the UI does, breaks
@@ -12,13 +12,20 @@ import json
 import os
 import signal
 import time
+import urllib.request
 
 import dagster as dg
 import pytest
 from dagster._serdes import serialize_value
 
 from iris_assets.mlflow_run import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, DEFAULT_EXPERIMENT
-from iris_assets_tests.graphql_client import launch_job, reexecute_from_failure, terminate, wait_for_run
+from iris_assets_tests.graphql_client import (
+    launch_job,
+    materialize_all,
+    reexecute_from_failure,
+    terminate,
+    wait_for_run,
+)
 from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, assert_complete_iris_run
 from iris_assets_tests.processes import wait_until
 from iris_assets_tests.reliability.conftest import repeat
@@ -145,6 +152,32 @@ def _wait_for_mlflow_status(topology, mlflow_run_id: str, statuses: set[str], ti
     )
 
 
+# -- the deployment as it is meant to run ---------------------------------------------------------
+
+
+def test_materialize_all_in_the_deployment(topology, instance, outcome):
+    """Baseline: "Materialize all" through the webserver of the compose topology: one FINISHED run, artifacts served"""
+    run_id, status = materialize_all(topology.web_port, timeout=400)
+    assert status == "SUCCESS", topology.logs()
+    run = _mlflow_run_of(topology, run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # served by the MLflow server
+    assert sorted(artifact_paths(topology.mlflow_url, run.info.run_id)) == sorted(EXPECTED_ARTIFACTS)
+    onnx = urllib.request.urlopen(
+        f"{topology.mlflow_url}/get-artifact?path=onnx_model/iris_random_forest.onnx&run_uuid={run.info.run_id}",
+        timeout=30,
+    ).read()
+    import onnx as onnx_lib
+
+    assert onnx_lib.load_from_string(onnx).producer_name == "skl2onnx"
+    # Dagster's stores are the PostgreSQL database, not sqlite files in DAGSTER_HOME.
+    assert topology.postgres.query("dagster", "SELECT status FROM runs WHERE run_id = %s", (run_id,)) == [("SUCCESS",)]
+    ((events,),) = topology.postgres.query("dagster", "SELECT count(*) FROM event_logs WHERE run_id = %s", (run_id,))
+    assert events > 10
+    assert not (topology.home / "history").exists() and not (topology.home / "schedules").exists()
+    outcome.note("SUCCESS; one MLflow run FINISHED with every artifact, served by the MLflow server; Dagster state in PostgreSQL")
+
+
 # -- faults -------------------------------------------------------------------------------------
 
 
@@ -242,8 +275,9 @@ def test_mlflow_server_stopped_mid_run_then_restarted(topology, instance, outcom
     if status == "FAILURE":
         text = _failure_text(instance, run_id)
         assert topology.mlflow_url in text, text[-3000:]
-        # The daemon's sensor ends it FAILED once the server answers again.
-        _wait_for_mlflow_status(topology, mlflow_run.info.run_id, {"FAILED"})
+        # The run-failure sensor fired while the server was down; the daemon's sweep
+        # (close_orphaned_mlflow_runs) ends it FAILED once the server answers again.
+        _wait_for_mlflow_status(topology, mlflow_run.info.run_id, {"FAILED"}, timeout=240)
         child = reexecute_from_failure(topology.web_port, run_id)
         assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
         _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, child])
