@@ -45,6 +45,14 @@ RUN_CONFIG_CASES = {
     "test_size 0": (_split(test_size=0), ["test_size", "greater than 0"]),
     "test_size 1": (_split(test_size=1), ["test_size", "less than 1"]),
     "test_size a string": (_split(test_size="20%"), ["test_size", "20%", "Float"]),
+    "a credential in env": (
+        {"resources": {"mlflow": {"config": {"env": {"MLFLOW_TRACKING_PASSWORD": "hunter3"}}}}},
+        ["MLFLOW_TRACKING_PASSWORD", "looks like a credential", "dg.EnvVar"],
+    ),
+    "a credential in env_to_tag": (
+        {"resources": {"mlflow": {"config": {"env_to_tag": ["MLFLOW_TRACKING_TOKEN"]}}}},
+        ["MLFLOW_TRACKING_TOKEN", "looks like a credential"],
+    ),
 }
 
 
@@ -124,6 +132,7 @@ def test_bad_run_config(case, instance, tracking_uri, outcome):
         message, where = _failure_message(result), "refused at its step"
     for part in named:
         assert part in message, (part, message)
+    assert "hunter3" not in message
     outcome.note(f"{case}: {where} in {time.monotonic() - started:.1f} s")
     _assert_nothing_left(tracking_uri)
 
@@ -176,6 +185,17 @@ def test_bad_tracking_uri(case, instance, monkeypatch, tmp_path, outcome):
     assert "MlflowBindingError" in message and "$MLFLOW_TRACKING_URI" in message and named in message, message
     assert "hunter2" not in message
     outcome.note(f"{case}: failed in {seconds:.1f} s")
+
+
+def test_credentials_are_env_var_references(monkeypatch):
+    """The code location's resource holds the variables' names; Dagster resolves them in the run."""
+    from iris_assets.mlflow_run import MlflowRun, credentials_from_environment
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter3")
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    fields = credentials_from_environment()
+    assert fields == {"tracking_password": dg.EnvVar("MLFLOW_TRACKING_PASSWORD")}
+    assert "hunter3" not in repr(MlflowRun(**fields))
 
 
 def test_deleted_experiment(instance, tracking_uri, outcome):
