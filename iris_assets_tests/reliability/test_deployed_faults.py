@@ -20,6 +20,7 @@ from dagster._serdes import serialize_value
 
 from iris_assets.mlflow_run import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, DEFAULT_EXPERIMENT
 from iris_assets_tests.graphql_client import (
+    graphql,
     launch_job,
     materialize_all,
     reexecute_from_failure,
@@ -305,7 +306,41 @@ def test_postgres_restarted_mid_run(topology, instance, outcome, repetition):
         assert wait_for_run(topology.web_port, chain[-1]) == "SUCCESS", topology.logs()
     mlflow_run = _mlflow_run_of(topology, run_id)
     _assert_finished_once(topology, mlflow_run.info.run_id, chain)
-    outcome.note(f"first run {status}; {len(chain)} Dagster run(s), one MLflow run FINISHED, every artifact once")
+    errors = _webserver_errors_until_recovered(topology, run_id)
+    outcome.note(
+        f"first run {status}; {len(chain)} Dagster run(s), one MLflow run FINISHED, every artifact once; "
+        f"webserver answered {errors} error(s) (stale pooled connections) before recovering"
+    )
+
+
+def _webserver_errors_until_recovered(topology, run_id: str) -> int:
+    """Query each of the webserver's storages until all answer; how many errors that took.
+
+    dagster-webserver holds pooled PostgreSQL connections without a liveness check:
+    after a restart, the first request on each storage's stale connection fails.
+    """
+    queries = [
+        ("{ runsOrError(limit: 1) { __typename } }", {}),
+        ("query($id: ID!) { logsForRun(runId: $id) { __typename } }", {"id": run_id}),
+        (
+            "{ sensorsOrError(repositorySelector: {repositoryLocationName: \"iris_assets\", "
+            "repositoryName: \"__repository__\"}) { __typename ... on Sensors { results { sensorState { status } } } } }",
+            {},
+        ),
+    ]
+    errors = 0
+    for _ in range(20):
+        failed = 0
+        for query, variables in queries:
+            try:
+                data = graphql(topology.web_port, query, variables)
+                failed += "PythonError" in json.dumps(data)
+            except AssertionError:  # a 5xx (GraphQLServerError) or a GraphQL error body
+                failed += 1
+        if not failed:
+            return errors
+        errors += failed
+    raise AssertionError(f"the webserver still fails after {errors} errors:\n{topology.logs()}")
 
 
 # -- concurrency --------------------------------------------------------------------------------
