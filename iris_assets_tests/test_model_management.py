@@ -14,7 +14,6 @@ from iris_assets.data import FEATURES, load_bundled_iris
 from iris_assets.predict import IrisOnnxPredictor, PredictionError, parse_rows
 from iris_assets.registry import CHALLENGER, CHAMPION, NOT_PROMOTED_TAG, promote
 from iris_assets_tests.conftest import BIN, QUIET_ENV
-from iris_assets_tests.mlflow_checks import artifact_paths
 
 MODEL = "iris-random-forest"
 

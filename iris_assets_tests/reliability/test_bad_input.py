@@ -2,7 +2,6 @@
 leave no MLflow run RUNNING and no registry version, and keep the store usable."""
 
 import math
-import os
 import time
 
 import dagster as dg

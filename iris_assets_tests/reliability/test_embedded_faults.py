@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 
 import dagster as dg
-import pytest
 from mlflow import MlflowClient
 
 from iris_assets import defs
