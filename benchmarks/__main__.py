@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,33 +34,45 @@ def main(argv=None) -> int:
     started = time.monotonic()
     rows: list[Row] = []
     details: list[str] = []
+    failed = []
     with tempfile.TemporaryDirectory(prefix="iris-bench-") as tmp:
         work = Path(tmp)
         templates = Templates(work)
-        if "overhead" in args.only:
-            from benchmarks import overhead
-
-            section_rows, parity = overhead.run(templates, settings["overhead"], work)
+        for section in args.only:
+            try:
+                section_rows, detail = run_section(section, templates, settings, work)
+            except Exception:  # keep the other sections' rows; the table says what failed
+                traceback.print_exc()
+                detail = f"### Section {section!r} failed\n\n```\n{traceback.format_exc()[-3000:]}\n```\n"
+                section_rows = []
+                failed.append(section)
             rows += section_rows
-            details.append(parity_markdown(parity))
-        if "load" in args.only:
-            from benchmarks import load_time
-
-            rows += load_time.run(templates, settings["load"])
-        if "binding" in args.only:
-            from benchmarks import binding
-
-            section_rows, requests = binding.run(templates, settings["sizes"], settings["binding"], work)
-            rows += section_rows
-            details.append(requests_markdown(requests))
-        if "serving" in args.only:
-            from benchmarks import serving
-
-            rows += serving.run(settings["single"], settings["batch"])
+            if detail:
+                details.append(detail)
     minutes = (time.monotonic() - started) / 60
     args.out.write_text(render(rows, details, facts, args.quick, minutes))
     print(args.out.read_text())
-    return 0
+    return 1 if failed else 0
+
+
+def run_section(section: str, templates: Templates, settings: dict, work: Path) -> tuple[list[Row], str]:
+    if section == "overhead":
+        from benchmarks import overhead
+
+        rows, parity = overhead.run(templates, settings["overhead"], work)
+        return rows, parity_markdown(parity)
+    if section == "load":
+        from benchmarks import load_time
+
+        return load_time.run(templates, settings["load"]), ""
+    if section == "binding":
+        from benchmarks import binding
+
+        rows, requests = binding.run(templates, settings["sizes"], settings["binding"], work)
+        return rows, requests_markdown(requests)
+    from benchmarks import serving
+
+    return serving.run(settings["single"], settings["batch"]), ""
 
 
 def fmt(value: float) -> str:
