@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.harness import REPO_ROOT, QUIET_ENV, Row, Templates, machine
 
 SECTIONS = ["overhead", "load", "binding", "serving"]
-FULL = {"overhead": 4, "load": 6, "sizes": [0, 1_000, 10_000], "binding": 7, "single": 3000, "batch": 30}
+FULL = {"overhead": 4, "load": 6, "sizes": [0, 1_000, 10_000], "binding": 15, "single": 3000, "batch": 30}
 QUICK = {"overhead": 1, "load": 1, "sizes": [0, 20, 50], "binding": 2, "single": 120, "batch": 3}
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
