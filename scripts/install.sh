@@ -17,4 +17,12 @@ if ! "$UV" --version 2>/dev/null | grep -q "uv $UV_VERSION"; then
   "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 fi
 export UV_PYTHON_DOWNLOADS=never
-"$UV" sync --frozen --python "$(command -v "$PYTHON")" --quiet
+# The interpreter's real path, not `command -v` (a pyenv shim, say): uv compares the
+# request with the venv's interpreter, and on a mismatch deletes and recreates .venv
+# on every call (each test and pipeline run), which also throws away its bytecode.
+"$UV" sync --frozen --python "$("$PYTHON" -c 'import sys; print(sys.executable)')" --quiet
+# Bytecode, once: uv installs sources only, and with PYTHONDONTWRITEBYTECODE set (as in
+# many CI images and our Dockerfile) every process would compile every module it imports
+# again (~8 s of a pipeline run, and again in each step process). compileall skips files
+# whose bytecode is current, so this costs ~2 s once everything is compiled.
+.venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages iris_assets >/dev/null 2>&1 || true

@@ -1,0 +1,42 @@
+"""The benchmark command, once in quick mode: it runs end to end and fills every row.
+
+A smoke test only: no timing is asserted (the numbers of a quick run mean nothing).
+"""
+
+import math
+import re
+
+import pytest
+
+from iris_assets_tests.conftest import REPO_ROOT, run_cli
+
+pytestmark = pytest.mark.benchmarks
+
+ROW = re.compile(r"^\| (\d\. [^|]+) \| (.+?) \| \*\*([^*]+)×\*\* \|", re.MULTILINE)
+EXPECTED_ROWS = {
+    "1. Orchestration overhead": 2,
+    "2. Load time": 1,
+    "3. Binding cost": 9,
+    "4. Serving": 6,
+    "5. Peak memory": 3,
+}
+
+
+def test_quick_benchmarks_fill_the_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # `benchmarks` is not an installed package
+    out = tmp_path / "BENCHMARKS.md"
+    run_cli("python", "-m", "benchmarks", "--quick", "--out", str(out), timeout=900)
+    table = out.read_text()
+    rows = ROW.findall(table)
+    per_section = {section: sum(1 for s, _, _ in rows if s == section) for section in EXPECTED_ROWS}
+    assert per_section == EXPECTED_ROWS, table
+    for section, figure, ratio in rows:
+        assert math.isfinite(float(ratio.replace(",", ""))) and float(ratio.replace(",", "")) > 0, (figure, ratio)
+    # Every median in the row is a finite number too.
+    for line in table.splitlines():
+        if ROW.match(line):
+            for cell in line.split("|")[6:8]:
+                number = cell.strip().split(" ")[0].replace(",", "")
+                assert math.isfinite(float(number)), line
+    assert "| identical |" in table and "**no**" not in table.split("### Same work")[1].split("###")[0], table
+    assert "Tracking API requests" in table
