@@ -7,6 +7,7 @@ Playwright; Playwright never downloads a browser. Screenshots of each step stay
 in .iris_state/test-screenshots/<time>/ (or $IRIS_SCREENSHOT_DIR).
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ from mlflow import MlflowClient
 
 from iris_assets import defs
 from iris_assets_tests.conftest import LEFT_BEHIND, REPO_ROOT
-from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run, runs_of
+from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, only_run, runs_of
 from iris_assets_tests.processes import Service, dagster_webserver, free_port, mlflow_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
@@ -63,7 +64,7 @@ def screenshots():
 @pytest.fixture
 def browser(tmp_path, screenshots):
     """A Chromium context with a fresh profile; its last page is photographed at the end."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -76,13 +77,15 @@ def browser(tmp_path, screenshots):
             args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 800},
         )
+        # Bounded but generous: two cores shared with other work make pages slow.
         context.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
         # Dismissed, as a user would: the "Join the Dagster community" dialog covers the page.
         context.add_init_script("localStorage.setItem('communityNux', '1')")
         try:
             yield context
         finally:
-            if context.pages:
+            with contextlib.suppress(Exception):  # a picture for a failure; never hides one
                 context.pages[-1].screenshot(path=f"{screenshots}/99-last-page.png")
             context.close()
 
@@ -96,35 +99,40 @@ def wait_for_run_page(page) -> str:
     return status.inner_text()
 
 
-def test_materialize_all_in_the_dagster_ui(stack, browser, screenshots, tracking_uri):
+def test_materialize_all_in_the_dagster_ui(browser, stack, screenshots, tracking_uri, tmp_path):
     from playwright.sync_api import expect
 
     dagster_url, mlflow_url = stack
-    shot = lambda page, name: page.screenshot(path=f"{screenshots}/{name}.png")  # noqa: E731
     page = browser.new_page()
 
-    # 2. The asset graph: "Materialize all", then the run it launched, until it succeeds.
+    def shot(page, name: str) -> None:
+        page.screenshot(path=f"{screenshots}/{name}.png")
+
+    # Issue step 2. The asset graph: "Materialize all", then the run it launched, until it succeeds.
     page.goto(f"{dagster_url}/asset-groups")
     page.get_by_role("button", name="Materialize all").click()
     view = page.get_by_role("link", name="View", exact=True)
     expect(view).to_have_attribute("href", re.compile(r"^/runs/[0-9a-f-]{36}$"))
     shot(page, "01-materialize-all-launched")
     run_id = view.get_attribute("href").removeprefix("/runs/")
-    view.click()
-    assert wait_for_run_page(page) == "Success"
+    page.goto(f"{dagster_url}/runs/{run_id}")  # where "View" leads; the toast may be gone by now
+    assert wait_for_run_page(page) == "Success", f"see {tmp_path}/*.log"
     shot(page, "02-run-succeeded")
     page.goto(f"{dagster_url}/asset-groups")
     asset_count = len(defs.resolve_asset_graph().get_all_asset_keys())
     expect(page.get_by_role("img", name="run_success", exact=True)).to_have_count(asset_count)
     shot(page, "03-asset-graph-materialized")
 
-    # 3. Exactly one new MLflow run, FINISHED, with every artifact, for that Dagster run.
-    run = assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
+    # Step 3. Exactly one new MLflow run, FINISHED, with every artifact, for that Dagster run
+    # (what the artifacts hold is checked for this same launch in test_servers.py).
+    run = only_run(tracking_uri)
+    assert run.info.status == "FINISHED"
+    assert sorted(artifact_paths(tracking_uri, run.info.run_id)) == sorted(EXPECTED_ARTIFACTS)
     assert run.data.tags["dagster_run_id"] == run_id
     assert run.data.tags["dagster_run_url"] == f"{dagster_url}/runs/{run_id}"
     run_url = f"{mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
-    # 4. The model asset's metadata links to that run; the MLflow UI shows its metrics.
+    # Step 4. The model asset's metadata links to that run; the MLflow UI shows its metrics.
     page.goto(f"{dagster_url}/assets/model")
     link = page.get_by_role("link", name=run_url, exact=True)
     expect(link).to_be_visible()
@@ -132,7 +140,7 @@ def test_materialize_all_in_the_dagster_ui(stack, browser, screenshots, tracking
     with browser.expect_page() as opened:
         link.click()
     mlflow_page = opened.value
-    assert mlflow_page.url == run_url
+    expect(mlflow_page).to_have_url(run_url)  # a new tab starts as about:blank
     for name in ("accuracy", "precision", "recall", "f1_score"):
         row = mlflow_page.get_by_role("row").filter(has=mlflow_page.get_by_role("link", name=name, exact=True))
         expect(row).to_contain_text(repr(run.data.metrics[name]))
@@ -141,17 +149,18 @@ def test_materialize_all_in_the_dagster_ui(stack, browser, screenshots, tracking
     shot(mlflow_page, "05-mlflow-run")
     mlflow_page.close()
 
-    # 5. The Launchpad: the job with n_estimators=50 is a second MLflow run with that param.
+    # Step 5. The Launchpad: the job with n_estimators=50 is a second MLflow run with that param.
     page.goto(f"{dagster_url}/locations/iris_assets/jobs/iris_pipeline/playground")
     page.locator(".CodeMirror").click()
     page.keyboard.press("Control+A")
     page.keyboard.insert_text("ops: {model: {config: {n_estimators: 50}}}\n")
+    expect(page.locator(".CodeMirror")).to_contain_text("n_estimators: 50")
     expect(page.get_by_text("No errors")).to_be_visible()
     shot(page, "06-launchpad-config")
     page.get_by_role("button", name="Launch Run").click()
     page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
     launched_id = page.url.rsplit("/", 1)[-1]
-    assert wait_for_run_page(page) == "Success"
+    assert wait_for_run_page(page) == "Success", f"see {tmp_path}/*.log"
     shot(page, "07-launchpad-run-succeeded")
 
     runs = {r.data.tags["dagster_run_id"]: r for r in runs_of(tracking_uri)}
