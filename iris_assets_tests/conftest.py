@@ -67,3 +67,12 @@ def run_cli(*args: str, expect_ok: bool = True, timeout: float = 300) -> subproc
             f"--- stderr\n{result.stderr[-8000:]}"
         )
     return result
+
+
+# Paths a test leaves behind on purpose (screenshots...), listed at the end of the session.
+LEFT_BEHIND: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in LEFT_BEHIND:
+        terminalreporter.write_line(line)

@@ -75,3 +75,39 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
             return value
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def dagster_webserver(log_dir: Path, port: int) -> Service:
+    """dagster-webserver for workspace.yaml on 127.0.0.1:port, once it answers."""
+    webserver = Service(
+        "webserver", ["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], log_dir
+    )
+    _started(webserver, f"http://127.0.0.1:{port}/server_info")
+    return webserver
+
+
+def mlflow_server(log_dir: Path, port: int) -> Service:
+    """`mlflow server` on 127.0.0.1:port: a sqlite store in log_dir, serving the artifacts itself."""
+    server = Service(
+        "mlflow",
+        [
+            "mlflow", "server", "--host=127.0.0.1", f"--port={port}", "--workers=1",
+            f"--backend-store-uri=sqlite:///{log_dir / 'mlflow-server.db'}",
+            "--serve-artifacts", f"--artifacts-destination={log_dir / 'mlartifacts'}",
+            f"--allowed-hosts=127.0.0.1:{port}",
+        ],
+        log_dir,
+        # No background job runner: it starts seven more processes nothing here uses.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+    # The API, not /health: /health says 200 even when the API answers 403 to our Host header.
+    _started(server, f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1", timeout=120)
+    return server
+
+
+def _started(service: Service, url: str, timeout: float = 90) -> None:
+    try:
+        wait_for_http(url, service, timeout)
+    except BaseException:
+        service.stop()
+        raise

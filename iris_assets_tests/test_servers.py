@@ -9,7 +9,7 @@ from iris_assets.data import CSV_COLUMNS, load_bundled_iris
 from iris_assets.sensors import LANDING_FILE_TAG
 from iris_assets_tests.graphql_client import materialize_all
 from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run, runs_of
-from iris_assets_tests.processes import Service, free_port, wait_for_http, wait_until
+from iris_assets_tests.processes import Service, dagster_webserver, free_port, wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -22,11 +22,8 @@ def test_materialize_all_through_the_webserver_graphql_api(tmp_path, dagster_hom
             "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
         )
     port = free_port()
-    webserver = Service(
-        "webserver", ["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], tmp_path
-    )
+    webserver = dagster_webserver(tmp_path, port)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/server_info", webserver)
         run_id, status = materialize_all(port)
         assert status == "SUCCESS", webserver.log()[-3000:]
     finally:

@@ -4,13 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-# The compose file is validated by Docker Compose itself (no engine needed).
-if ! command -v docker-compose >/dev/null; then
+# Debian packages the tests drive, installed when missing (as root with apt-get);
+# otherwise the tests that need them fail and say so.
+apt_install_missing() {  # command package
+  command -v "$1" >/dev/null && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq >/dev/null && apt-get install -y -qq docker-compose >/dev/null
+    apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null
   else
-    echo "docker-compose is missing: install it (Debian: apt-get install docker-compose)" >&2
+    echo "$1 is missing: install it (Debian: apt-get install $2)" >&2
   fi
-fi
+}
+# The compose file is validated by Docker Compose itself (no engine needed).
+apt_install_missing docker-compose docker-compose
+# The browser test drives Debian's chromium: Playwright never downloads a browser.
+apt_install_missing chromium chromium
 source scripts/env.sh
 exec .venv/bin/pytest "$@"
