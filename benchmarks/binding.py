@@ -21,7 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from benchmarks.harness import BIN, Row, Sample, Templates, interleave, run_timed
+from benchmarks.harness import Row, Sample, Templates, interleave, run_timed
 from iris_assets.mlflow_run import MlflowRun
 
 _BIND_SECONDS: list[float] = []

@@ -8,7 +8,7 @@ docker-compose.yml's command) until it answers, for its peak memory.
 
 import subprocess
 import time
-from benchmarks.harness import BIN, PeakRss, Row, Sample, Templates, interleave, run_timed
+from benchmarks.harness import BIN, PeakRss, Row, Templates, interleave, run_timed
 
 MODULES = {"iris_assets": "iris_assets", "empty": "benchmarks.empty_definitions"}
 

@@ -490,9 +490,9 @@ class _Binding:
     def open(cls, resource: MlflowRun, context: dg.InitResourceContext) -> "_Binding":
         _refuse_secrets_in_config(resource)
         os.environ.update(resource.env)
-        for field, variable in CREDENTIAL_ENV_VARS.items():  # MLflow's REST client reads them there
-            if getattr(resource, field):
-                os.environ[variable] = getattr(resource, field)
+        for name, variable in CREDENTIAL_ENV_VARS.items():  # MLflow's REST client reads them there
+            if getattr(resource, name):
+                os.environ[variable] = getattr(resource, name)
         instance, dagster_run, log = context.instance, context.run, context.log
         assert instance is not None and dagster_run is not None
         tracking_uri = resource.resolved_tracking_uri()

@@ -143,6 +143,17 @@ def _assert_finished_once(topology, mlflow_run_id: str, dagster_run_ids: list[st
     return run
 
 
+def _reexecute_and_assert_same_run(topology, instance, run_id: str, mlflow_run_id: str) -> list[str]:
+    """Check what the interrupted run kept, re-execute it from failure through the
+    webserver, and check the re-execution finished the same MLflow run; the steps
+    the interrupted run had completed."""
+    completed = _assert_completed_steps_kept(topology, instance, run_id, topology.mlflow_client().get_run(mlflow_run_id))
+    child = reexecute_from_failure(topology.web_port, run_id)
+    assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
+    _assert_finished_once(topology, mlflow_run_id, [run_id, child])
+    return completed
+
+
 def _wait_for_mlflow_status(topology, mlflow_run_id: str, statuses: set[str], timeout: float = 120) -> str:
     client = topology.mlflow_client()
     return wait_until(
@@ -215,11 +226,7 @@ def test_run_worker_killed_then_reexecuted_from_failure(topology, instance, outc
     mlflow_run = _mlflow_run_of(topology, run_id)
     # Nothing in the dead worker could end it: the daemon's run-failure sensor does.
     assert _wait_for_mlflow_status(topology, mlflow_run.info.run_id, {"FAILED"}) == "FAILED"
-    completed = _assert_completed_steps_kept(topology, instance, run_id, topology.mlflow_client().get_run(mlflow_run.info.run_id))
-
-    child = reexecute_from_failure(topology.web_port, run_id)
-    assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
-    _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, child])
+    completed = _reexecute_and_assert_same_run(topology, instance, run_id, mlflow_run.info.run_id)
     outcome.note(f"MLflow run FAILED (sensor) keeping {', '.join(completed) or 'no step'}; re-execution: same run FINISHED, every artifact once")
 
 
@@ -232,11 +239,7 @@ def test_run_canceled_through_the_webserver(topology, instance, outcome, repetit
     assert wait_for_run(topology.web_port, run_id) == "CANCELED"
     mlflow_run = _mlflow_run_of(topology, run_id)
     assert _wait_for_mlflow_status(topology, mlflow_run.info.run_id, {"KILLED"}) == "KILLED"
-    completed = _assert_completed_steps_kept(topology, instance, run_id, topology.mlflow_client().get_run(mlflow_run.info.run_id))
-
-    child = reexecute_from_failure(topology.web_port, run_id)
-    assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
-    _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, child])
+    completed = _reexecute_and_assert_same_run(topology, instance, run_id, mlflow_run.info.run_id)
     outcome.note(f"Dagster run CANCELED; MLflow run KILLED keeping {', '.join(completed) or 'no step'}; re-execution: same run FINISHED")
 
 
