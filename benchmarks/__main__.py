@@ -14,7 +14,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.harness import REPO_ROOT, QUIET_ENV, Row, Templates, machine
+from benchmarks.harness import BENCH_ENV, REPO_ROOT, Row, Templates, machine
 
 SECTIONS = ["overhead", "load", "binding", "serving"]
 FULL = {"overhead": 4, "load": 6, "sizes": [0, 1_000, 10_000], "binding": 15, "single": 3000, "batch": 30}
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="run only these sections")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
-    os.environ.update(QUIET_ENV)
+    os.environ.update(BENCH_ENV)
     facts = machine()
     started = time.monotonic()
     rows: list[Row] = []

@@ -22,7 +22,7 @@ from pathlib import Path
 import dagster as dg
 
 from benchmarks.harness import Row, Sample, Templates, interleave, run_timed
-from iris_assets.mlflow_run import MlflowRun
+from iris_assets.tracking import MlflowRun
 
 _BIND_SECONDS: list[float] = []
 _END_SECONDS: list[float] = []
@@ -139,9 +139,8 @@ def count_requests(log_text: str) -> Counter:
 
 
 def run(templates: Templates, sizes: list[int], repetitions: int, work_dir: Path) -> tuple[list[Row], dict]:
-    from iris_assets_tests.topology import Postgres, Topology
-
     from benchmarks.overhead import baseline_command, graph_command
+    from iris_harness.topology import Postgres, Topology
 
     rows: list[Row] = []
     # Embedded store: a copy of the empty template, seeded.

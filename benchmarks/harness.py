@@ -10,7 +10,6 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -19,18 +18,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Callable, Optional
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from iris_harness.environment import BIN, QUIET_ENV, REPO_ROOT
 
-# Nothing under $HOME, nothing sent anywhere (as scripts/env.sh).
-QUIET_ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DAGSTER_DISABLE_TELEMETRY": "yes",
-    "ORT_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-    "GIT_PYTHON_REFRESH": "quiet",
-    "PYTHONPATH": str(REPO_ROOT),  # so `-m benchmarks.empty_definitions` loads as `-m iris_assets` does
-}
+# Every process a benchmark starts: quiet, and `-m benchmarks.empty_definitions` loads
+# from the repository as `-m iris_assets` does.
+BENCH_ENV = {**QUIET_ENV, "PYTHONPATH": str(REPO_ROOT)}
 
 
 @dataclass
@@ -157,7 +149,7 @@ def run_timed(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "IRIS_", "DAGSTER_"))}
-    return {**env, **QUIET_ENV, **extra}
+    return {**env, **BENCH_ENV, **extra}
 
 
 class Templates:

@@ -8,6 +8,7 @@ docker-compose.yml's command) until it answers, for its peak memory.
 
 import subprocess
 import time
+
 from benchmarks.harness import BIN, PeakRss, Row, Templates, interleave, run_timed
 
 MODULES = {"iris_assets": "iris_assets", "empty": "benchmarks.empty_definitions"}
@@ -42,7 +43,7 @@ def run(templates: Templates, repetitions: int) -> list[Row]:
 
 def code_server_peak(templates: Templates, module: str, settle: float = 2.0) -> float:
     """Peak RSS (MiB) of a code server's process tree from start until it answers, plus ``settle`` s."""
-    from iris_assets_tests.processes import Service, free_port, wait_until
+    from iris_harness.processes import Service, free_port, wait_until
 
     folder, env = templates.fresh()
     port = free_port()

@@ -22,8 +22,8 @@ def pipeline_model():
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import train_test_split
 
-    from iris_assets.data import FEATURES, load_bundled_iris
-    from iris_assets.packaging import to_onnx
+    from iris_assets.data.schema import FEATURES, load_bundled_iris
+    from iris_assets.packaging.onnx import to_onnx
 
     frame = load_bundled_iris().frame
     X_train, _, y_train, _ = train_test_split(
@@ -36,7 +36,7 @@ def pipeline_model():
 def contenders(forest, onnx_bytes: bytes):
     import onnxruntime as ort
 
-    from iris_assets.predict import IrisOnnxPredictor
+    from iris_assets.serving import IrisOnnxPredictor
 
     predictor = IrisOnnxPredictor(onnx_bytes)
     # The same session options as the API's (one intra-op thread), so the ratio is the API's own cost.

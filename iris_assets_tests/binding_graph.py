@@ -10,8 +10,8 @@ from typing import Optional
 
 import dagster as dg
 
-from iris_assets.jobs import in_process_or_multiprocess_executor
-from iris_assets.mlflow_run import MlflowRun
+from iris_assets.automation.jobs import in_process_or_multiprocess_executor
+from iris_assets.tracking import MlflowRun
 
 ROOTS = ["root_a", "root_b", "root_c", "root_d"]
 

@@ -1,24 +1,11 @@
 """Fixtures: a real sqlite MLflow store and a real Dagster instance per test, both temporary."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-# Nothing under the home folder, nothing sent anywhere.
-QUIET_ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DAGSTER_DISABLE_TELEMETRY": "yes",
-    "ORT_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-    "GIT_PYTHON_REFRESH": "quiet",
-}
+from iris_harness.environment import QUIET_ENV
 
 
 @pytest.fixture(autouse=True)
@@ -49,24 +36,6 @@ def instance(tmp_path):
 @pytest.fixture
 def dagster_home(instance) -> str:
     return os.environ["DAGSTER_HOME"]
-
-
-def run_cli(*args: str, expect_ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run a command of this environment (dagster, python, ...) with the test's environment."""
-    result = subprocess.run(
-        [str(BIN / args[0]), *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=os.getcwd(),
-        env=os.environ.copy(),
-    )
-    if expect_ok and result.returncode != 0:
-        raise AssertionError(
-            f"{args} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n"
-            f"--- stderr\n{result.stderr[-8000:]}"
-        )
-    return result
 
 
 # Paths a test leaves behind on purpose (screenshots...), listed at the end of the session.

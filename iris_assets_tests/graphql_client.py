@@ -5,7 +5,7 @@ import urllib.error
 import urllib.request
 
 from iris_assets import defs
-from iris_assets_tests.processes import wait_until
+from iris_harness.processes import wait_until
 
 LAUNCH = """
 mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {

@@ -6,8 +6,8 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from iris_assets.data import FEATURES
-from iris_assets.mlflow_run import DEFAULT_EXPERIMENT
+from iris_assets.data.schema import FEATURES
+from iris_assets.settings import DEFAULT_EXPERIMENT
 
 # The run's artifacts: where the original pipeline put them, plus the two plots.
 EXPECTED_ARTIFACTS = {

@@ -4,30 +4,19 @@ import datetime
 import json
 import os
 import signal
-import subprocess
-import time
 
 import dagster as dg
 import pytest
 
-from iris_assets import defs
-from iris_assets.data import CSV_COLUMNS, load_bundled_iris
-from iris_assets.mlflow_run import DAGSTER_RUN_URL_TAG, MlflowRun
-from iris_assets.schedules import SCHEDULED_TIME_TAG, iris_retraining
-from iris_assets.sensors import (
-    LANDING_DIGEST_TAG,
-    LANDING_FILE_TAG,
-    close_mlflow_run_on_cancel,
-    close_mlflow_run_on_failure,
-    new_iris_data,
-)
-from iris_assets_tests.conftest import BIN
+from iris_assets.automation.schedules import SCHEDULED_TIME_TAG, iris_retraining
+from iris_assets.automation.sensors import LANDING_DIGEST_TAG, LANDING_FILE_TAG, new_iris_data
+from iris_assets.data.schema import CSV_COLUMNS, load_bundled_iris
+from iris_assets.tracking import MlflowRun
+from iris_assets.tracking.sensors import close_mlflow_run_on_cancel, close_mlflow_run_on_failure
+from iris_assets.tracking.tags import DAGSTER_RUN_URL_TAG
 from iris_assets_tests.mlflow_checks import artifact_paths, only_run, runs_of
-from iris_assets_tests.processes import wait_until
-
-
-def iris_pipeline():
-    return defs.resolve_job_def("iris_pipeline")
+from iris_harness.processes import wait_until
+from iris_harness.runs import iris_pipeline, start_job_execute, wait_for_step_start
 
 
 def write_landing_csv(folder, name: str, rows: slice) -> str:
@@ -185,38 +174,6 @@ def test_quality_gate_blocks_packaging(instance, tracking_uri, monkeypatch):
 # -- run-status sensors: runs that no in-run code could end ------------------------------------
 
 
-def _start_cli_run(tmp_path) -> subprocess.Popen:
-    config = tmp_path / "multiprocess.yaml"
-    config.write_text(json.dumps({"execution": {"config": {"multiprocess": {"max_concurrent": 1}}}}))
-    return subprocess.Popen(
-        [str(BIN / "dagster"), "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _wait_for_step_start(instance, step_key: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for run in instance.get_runs():
-            for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START):
-                if entry.step_key == step_key:
-                    return run, entry
-        time.sleep(0.2)
-    raise TimeoutError(f"step {step_key} did not start within {timeout}s")
-
-
-def _wait_for_run_end(instance, run_id: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = instance.get_run_by_id(run_id)
-        if run.is_finished:
-            return run
-        time.sleep(0.2)
-    raise TimeoutError(f"run {run_id} did not end within {timeout}s")
-
-
 def _sensor_context(instance, run, event_type, sensor):
     (event,) = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=event_type)]
     return dg.build_run_status_sensor_context(
@@ -229,9 +186,9 @@ def _sensor_context(instance, run, event_type, sensor):
 
 
 def test_canceled_run_is_closed_killed_by_the_sensor(instance, tracking_uri, tmp_path):
-    process = _start_cli_run(tmp_path)
+    process = start_job_execute({"execution": {"config": {"multiprocess": {"max_concurrent": 1}}}}, tmp_path, "run")
     try:
-        run, _ = _wait_for_step_start(instance, "model")
+        run = instance.get_run_by_id(wait_for_step_start(instance, "model").run_id)
         wait_until(lambda: runs_of(tracking_uri), timeout=60, what="the MLflow run", interval=0.1)
         # What a cancel from the UI does with a run it cannot reach gracefully: mark it
         # canceling, stop its processes, mark it canceled.
@@ -282,7 +239,7 @@ def test_the_sweep_ends_what_the_run_status_sensors_missed(instance, tracking_ur
     server was down when the run-status sensors fired): the sweep ends both, once."""
     from mlflow import MlflowClient
 
-    from iris_assets.sensors import close_orphaned_mlflow_runs
+    from iris_assets.tracking.sensors import close_orphaned_mlflow_runs
 
     client = MlflowClient(tracking_uri)
     failed = dg.execute_job(

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from iris_assets_tests.conftest import REPO_ROOT, run_cli
+from iris_harness.environment import REPO_ROOT, run_cli
 
 pytestmark = pytest.mark.benchmarks
 

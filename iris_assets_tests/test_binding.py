@@ -5,7 +5,9 @@ import os
 import dagster as dg
 import pytest
 
-from iris_assets.mlflow_run import DAGSTER_RUN_ID_TAG, MlflowBindingError, announced_mlflow_runs
+from iris_assets.tracking import MlflowBindingError
+from iris_assets.tracking.election import announced_mlflow_runs
+from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG
 from iris_assets_tests.binding_graph import (
     ROOTS,
     multiprocess_config,

@@ -17,9 +17,10 @@ import pytest
 from mlflow import MlflowClient
 
 from iris_assets import defs
-from iris_assets_tests.conftest import LEFT_BEHIND, REPO_ROOT
+from iris_assets_tests.conftest import LEFT_BEHIND
 from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, only_run, runs_of
-from iris_assets_tests.processes import Service, dagster_webserver, free_port, mlflow_server
+from iris_harness.environment import REPO_ROOT
+from iris_harness.processes import Service, dagster_webserver, free_port, mlflow_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from iris_assets_tests.conftest import REPO_ROOT
+from iris_harness.environment import REPO_ROOT
 
 SERVICES = {"postgres", "mlflow", "code", "webserver", "daemon"}
 

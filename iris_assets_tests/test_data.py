@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 
 from iris_assets import defs
-from iris_assets.data import CSV_COLUMNS, IrisDataError, load_bundled_iris, load_iris_csv
+from iris_assets.data.schema import CSV_COLUMNS, IrisDataError, load_bundled_iris, load_iris_csv
 from iris_assets_tests.mlflow_checks import only_run
 
 

@@ -1,5 +1,6 @@
 """What the code location holds, and that every entry point loads the same thing cheaply."""
 
+import json
 import subprocess
 import sys
 
@@ -7,8 +8,9 @@ import dagster as dg
 import pytest
 
 from iris_assets import defs
-from iris_assets.mlflow_run import MlflowRun
-from iris_assets_tests.conftest import BIN, REPO_ROOT
+from iris_assets.tracking import MlflowRun
+from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run
+from iris_harness.environment import BIN, REPO_ROOT
 
 EXPECTED_GRAPH = {
     "raw_data": set(),
@@ -105,3 +107,30 @@ def test_every_entry_point_loads_the_code_location(target, dagster_home):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Validation successful for code location iris_assets" in result.stdout + result.stderr
+
+
+# -- dg, the Dagster 1.13 project CLI ----------------------------------------------------------
+
+
+def _dg(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "dg"), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_dg_check_and_list_defs(dagster_home):
+    checked = _dg("check", "defs")
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = _dg("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    found = json.loads(listed.stdout)
+    assert {a["asset_key"] for a in found["assets"]} == set(EXPECTED_GRAPH)
+    assert {j["name"] for j in found["jobs"]} >= {"iris_pipeline"}
+
+
+def test_dg_launch_materialises_the_whole_graph_as_one_mlflow_run(dagster_home, tracking_uri):
+    launched = _dg("launch", "--assets", "*", timeout=600)
+    assert launched.returncode == 0, (launched.stdout + launched.stderr)[-4000:]
+    assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
+

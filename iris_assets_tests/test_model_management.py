@@ -9,17 +9,15 @@ import subprocess
 import dagster as dg
 import pytest
 
-from iris_assets import defs
-from iris_assets.data import FEATURES, load_bundled_iris
-from iris_assets.predict import IrisOnnxPredictor, PredictionError, parse_rows
-from iris_assets.registry import CHALLENGER, CHAMPION, NOT_PROMOTED_TAG, promote
-from iris_assets_tests.conftest import BIN, QUIET_ENV
+from iris_assets.data.schema import FEATURES, load_bundled_iris
+from iris_assets.registry.promotion import CHALLENGER, CHAMPION, NOT_PROMOTED_TAG, promote
+from iris_assets.serving import IrisOnnxPredictor, PredictionError
+from iris_assets.serving.cli import parse_rows
+from iris_harness.environment import BIN, QUIET_ENV
+from iris_harness.runs import iris_pipeline
 
 MODEL = "iris-random-forest"
 
-
-def iris_pipeline():
-    return defs.resolve_job_def("iris_pipeline")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +96,7 @@ def test_champion_loads_through_pyfunc_and_agrees_with_onnx(registry):
 
 
 def _concurrent_promote(uri, version, barrier):
-    from iris_assets.mlflow_run import mlflow_client
+    from iris_assets.tracking.store import mlflow_client
 
     client = mlflow_client(uri)  # what the registered_model asset uses
     mine = client.get_model_version(MODEL, version)

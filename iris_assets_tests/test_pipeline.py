@@ -7,21 +7,18 @@ import pytest
 import yaml
 
 from iris_assets import defs
-from iris_assets.mlflow_run import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, JOB_NAME_TAG
-from iris_assets_tests.conftest import REPO_ROOT, run_cli
+from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, JOB_NAME_TAG
 from iris_assets_tests.mlflow_checks import (
     artifact_paths,
     assert_complete_iris_run,
     only_run,
     runs_of,
 )
+from iris_harness.environment import REPO_ROOT, run_cli
+from iris_harness.runs import iris_pipeline
 
 ALL_ASSETS = defs.resolve_asset_graph().get_all_asset_keys()
 
-
-def iris_pipeline():
-    """Reconstructable handle on the job, for executors that start new processes."""
-    return defs.resolve_job_def("iris_pipeline")
 
 
 def test_job_in_process_python_api(instance, tracking_uri):

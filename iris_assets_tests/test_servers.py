@@ -5,11 +5,11 @@ import json
 import dagster as dg
 import pytest
 
-from iris_assets.data import CSV_COLUMNS, load_bundled_iris
-from iris_assets.sensors import LANDING_FILE_TAG
+from iris_assets.automation.sensors import LANDING_FILE_TAG
+from iris_assets.data.schema import CSV_COLUMNS, load_bundled_iris
 from iris_assets_tests.graphql_client import materialize_all
 from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run, runs_of
-from iris_assets_tests.processes import Service, dagster_webserver, free_port, wait_until
+from iris_harness.processes import Service, dagster_webserver, free_port, wait_until
 
 pytestmark = pytest.mark.servers
 

@@ -8,4 +8,4 @@ bash scripts/install.sh
 source scripts/env.sh
 .venv/bin/dagster job execute -m iris_assets -j iris_pipeline "$@" 2>&1 \
   | grep -E "RUN_SUCCESS|RUN_FAILURE|STEP_FAILURE|MLflow run" || true
-.venv/bin/python -m iris_assets.last_run
+.venv/bin/python -m iris_assets.tracking.last_run

@@ -10,14 +10,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
 
-from iris_assets import defs
-from iris_assets.data import CSV_COLUMNS, FEATURES, SPECIES, IrisDataError, load_bundled_iris, load_iris_csv, validate_iris_frame
+from iris_assets.data.schema import (
+    CSV_COLUMNS,
+    FEATURES,
+    SPECIES,
+    IrisDataError,
+    load_bundled_iris,
+    load_iris_csv,
+    validate_iris_frame,
+)
 from iris_assets_tests.mlflow_checks import runs_of
-from iris_assets_tests.processes import free_port
-
-
-def iris_pipeline():
-    return defs.resolve_job_def("iris_pipeline")
+from iris_harness.processes import free_port
+from iris_harness.runs import iris_pipeline
 
 
 def _model(**config):
@@ -188,7 +192,7 @@ def test_bad_tracking_uri(case, instance, monkeypatch, tmp_path, outcome):
 
 def test_credentials_are_env_var_references(monkeypatch):
     """The code location's resource holds the variables' names; Dagster resolves them in the run."""
-    from iris_assets.mlflow_run import MlflowRun, credentials_from_environment
+    from iris_assets.tracking import MlflowRun, credentials_from_environment
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter3")
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)

@@ -16,9 +16,9 @@ import urllib.request
 
 import dagster as dg
 import pytest
-from dagster._serdes import serialize_value
 
-from iris_assets.mlflow_run import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, DEFAULT_EXPERIMENT
+from iris_assets.settings import DEFAULT_EXPERIMENT
+from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG
 from iris_assets_tests.graphql_client import (
     graphql,
     launch_job,
@@ -28,9 +28,10 @@ from iris_assets_tests.graphql_client import (
     wait_for_run,
 )
 from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, assert_complete_iris_run
-from iris_assets_tests.processes import wait_until
 from iris_assets_tests.reliability.conftest import repeat
-from iris_assets_tests.topology import Postgres, Topology
+from iris_harness.processes import wait_until
+from iris_harness.runs import wait_for_step_start
+from iris_harness.topology import Postgres, Topology
 
 pytestmark = pytest.mark.servers
 
@@ -77,13 +78,6 @@ def instance(topology):
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _wait_for_step_start(instance, run_id: str, step_key: str, timeout: float = 240):
-    def started():
-        return any(e.step_key == step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))
-
-    wait_until(started, timeout=timeout, what=f"step {step_key} of {run_id} to start", interval=0.1)
 
 
 def _run_worker_pid(instance, run_id: str) -> int:
@@ -197,7 +191,7 @@ def test_materialize_all_in_the_deployment(topology, instance, outcome):
 def test_run_worker_killed_then_retried_automatically(topology, instance, outcome, repetition):
     """Run worker SIGKILLed mid-step; the configured automatic run retry completes the same MLflow run"""
     run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG)
-    _wait_for_step_start(instance, run_id, "model")
+    wait_for_step_start(instance, "model", run_id)
     os.kill(_run_worker_pid(instance, run_id), signal.SIGKILL)
     assert wait_for_run(topology.web_port, run_id) == "FAILURE"
     assert "SIGKILL" in _failure_text(instance, run_id) or "signal 9" in _failure_text(instance, run_id)
@@ -220,7 +214,7 @@ def test_run_worker_killed_then_retried_automatically(topology, instance, outcom
 def test_run_worker_killed_then_reexecuted_from_failure(topology, instance, outcome, repetition):
     """Run worker SIGKILLed mid-step, no automatic retry: the MLflow run ends FAILED, re-execution from failure finishes it"""
     run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG, tags=NO_AUTOMATIC_RETRY)
-    _wait_for_step_start(instance, run_id, "model")
+    wait_for_step_start(instance, "model", run_id)
     os.kill(_run_worker_pid(instance, run_id), signal.SIGKILL)
     assert wait_for_run(topology.web_port, run_id) == "FAILURE"
     mlflow_run = _mlflow_run_of(topology, run_id)
@@ -234,7 +228,7 @@ def test_run_worker_killed_then_reexecuted_from_failure(topology, instance, outc
 def test_run_canceled_through_the_webserver(topology, instance, outcome, repetition):
     """Run canceled from the UI mid-step: the MLflow run ends KILLED, re-execution from failure finishes it"""
     run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG)
-    _wait_for_step_start(instance, run_id, "model")
+    wait_for_step_start(instance, "model", run_id)
     terminate(topology.web_port, run_id)
     assert wait_for_run(topology.web_port, run_id) == "CANCELED"
     mlflow_run = _mlflow_run_of(topology, run_id)
@@ -269,7 +263,7 @@ def test_mlflow_server_down_when_the_run_starts(topology, instance, outcome, rep
 def test_mlflow_server_stopped_mid_run_then_restarted(topology, instance, outcome, repetition):
     """MLflow server stopped mid-step, restarted: the run fails naming it (or rides it out); the same MLflow run finishes"""
     run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG, tags=NO_AUTOMATIC_RETRY)
-    _wait_for_step_start(instance, run_id, "model")
+    wait_for_step_start(instance, "model", run_id)
     mlflow_run = _mlflow_run_of(topology, run_id)
     topology.stop_mlflow()
     try:
@@ -296,7 +290,7 @@ def test_mlflow_server_stopped_mid_run_then_restarted(topology, instance, outcom
 def test_postgres_restarted_mid_run(topology, instance, outcome, repetition):
     """PostgreSQL (Dagster's and MLflow's storage) restarted mid-step: the run chain completes one MLflow run"""
     run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG)
-    _wait_for_step_start(instance, run_id, "model")
+    wait_for_step_start(instance, "model", run_id)
     topology.postgres.restart()
     status = wait_for_run(topology.web_port, run_id)
     chain = [run_id]
@@ -392,8 +386,8 @@ def test_no_secret_in_any_store(topology, instance, outcome):
 
     # Dagster: run config and tags, every event of every run (PostgreSQL), compute logs (files).
     for run in instance.get_runs():
-        text = serialize_value(run.run_config) + serialize_value(run.tags)
-        text += "".join(serialize_value(entry) for entry in instance.all_logs(run.run_id))
+        text = dg.serialize_value(run.run_config) + dg.serialize_value(run.tags)
+        text += "".join(dg.serialize_value(entry) for entry in instance.all_logs(run.run_id))
         found += [f"dagster run {run.run_id}: {s}" for s in secrets if s in text]
     compute_logs = [p for p in (topology.home / "storage").rglob("*") if p.is_file()]
     assert compute_logs, "no compute log was written"

@@ -1,37 +1,18 @@
 """Faults and concurrency on the embedded defaults: `dagster job execute`, a sqlite Dagster
 instance and the sqlite MLflow store in the state folder, no daemon, no server."""
 
-import json
 import os
 import signal
 import sqlite3
-import subprocess
 
 import dagster as dg
 from mlflow import MlflowClient
 
-from iris_assets import defs
-from iris_assets.local_state import embedded_tracking_uri
-from iris_assets.mlflow_run import DAGSTER_RUN_IDS_TAG
-from iris_assets_tests.conftest import BIN
+from iris_assets import settings
+from iris_assets.tracking.tags import DAGSTER_RUN_IDS_TAG
 from iris_assets_tests.mlflow_checks import artifact_paths, assert_complete_iris_run, only_run, runs_of
-from iris_assets_tests.processes import wait_until
 from iris_assets_tests.reliability.conftest import repeat
-
-
-def iris_pipeline():
-    return defs.resolve_job_def("iris_pipeline")
-
-
-def _dagster_job_execute(config: dict, folder, name: str) -> subprocess.Popen:
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(config))
-    return subprocess.Popen(
-        [str(BIN / "dagster"), "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(path)],
-        stdout=open(folder / f"{name}.log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+from iris_harness.runs import iris_pipeline, start_job_execute, wait_for_step_start
 
 
 @repeat()
@@ -43,17 +24,9 @@ def test_step_process_killed_then_reexecuted_from_failure(instance, tracking_uri
         # The store in run config too: re-executions inherit it, whatever process runs them.
         "resources": {"mlflow": {"config": {"mlflow_tracking_uri": tracking_uri}}},
     }
-    process = _dagster_job_execute(config, tmp_path, "run")
+    process = start_job_execute(config, tmp_path, "run")
     try:
-        step_start = wait_until(
-            lambda: [
-                e for r in instance.get_runs() for e in instance.all_logs(r.run_id, of_type=dg.DagsterEventType.STEP_START)
-                if e.step_key == "model"
-            ],
-            timeout=240,
-            what="the model step",
-            interval=0.1,
-        )[0]
+        step_start = wait_for_step_start(instance, "model")
         os.kill(step_start.dagster_event.pid, signal.SIGKILL)
         process.wait(timeout=240)
     finally:
@@ -91,10 +64,10 @@ def test_step_process_killed_then_reexecuted_from_failure(instance, tracking_uri
 def test_four_cli_runs_at_once_on_the_embedded_store(dagster_home, tmp_path, monkeypatch, outcome, repetition):
     """4 `dagster job execute` at once on the default sqlite MLflow store (new): 4 separate, complete runs"""
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the embedded default, created by the runs themselves
-    tracking_uri = embedded_tracking_uri()
+    tracking_uri = settings.current().embedded_tracking_uri
     trees = [10, 20, 30, 40]
     processes = [
-        _dagster_job_execute({"ops": {"model": {"config": {"n_estimators": n}}}}, tmp_path, f"run{n}") for n in trees
+        start_job_execute({"ops": {"model": {"config": {"n_estimators": n}}}}, tmp_path, f"run{n}") for n in trees
     ]
     codes = [p.wait(timeout=600) for p in processes]
     logs = {n: (tmp_path / f"run{n}.log").read_text(errors="replace")[-2000:] for n in trees}

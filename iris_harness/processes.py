@@ -8,7 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from iris_assets_tests.conftest import BIN, REPO_ROOT
+from iris_harness.environment import BIN, REPO_ROOT
 
 
 def free_port() -> int:

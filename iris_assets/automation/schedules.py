@@ -8,11 +8,10 @@ It is defined STOPPED: nothing retrains until someone turns it on, in the UI
 read when the code location loads.
 """
 
-import os
-
 import dagster as dg
 
-from iris_assets.jobs import iris_pipeline
+from iris_assets import settings
+from iris_assets.automation.jobs import iris_pipeline
 
 SCHEDULE_NAME = "iris_retraining"
 SCHEDULED_TIME_TAG = "iris/scheduled_time"
@@ -21,8 +20,8 @@ SCHEDULED_TIME_TAG = "iris/scheduled_time"
 @dg.schedule(
     name=SCHEDULE_NAME,
     job=iris_pipeline,
-    cron_schedule=os.environ.get("IRIS_RETRAIN_CRON", "0 3 * * *"),
-    execution_timezone=os.environ.get("IRIS_RETRAIN_TIMEZONE", "UTC"),
+    cron_schedule=settings.current().retrain_cron,
+    execution_timezone=settings.current().retrain_timezone,
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Retrain the whole Iris pipeline on a cron (stopped by default).",
 )

@@ -1,4 +1,4 @@
-"""Evaluation: metrics on the held-out split (original task "teste").
+"""The evaluation asset: metrics on the held-out split (original task "teste").
 
 Precision, recall and F1 are macro averages: every species counts the same. (On
 the default stratified split the classes are balanced, so the weighted average
@@ -7,10 +7,10 @@ is the same number.)
 
 import dagster as dg
 
-from iris_assets.data import Splits
-from iris_assets.mlflow_run import MlflowRun
+from iris_assets.data.schema import Splits
 from iris_assets.plots import confusion_matrix_png, markdown_image
-from iris_assets.training import Classifier
+from iris_assets.tracking import MlflowRun
+from iris_assets.training.assets import Classifier
 
 AVERAGE = "macro"
 

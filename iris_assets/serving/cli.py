@@ -1,14 +1,11 @@
-"""Predict Iris species with the packaged ONNX model: a small API and the `iris-predict` command.
+"""The `iris-predict` command: species of measurements read as CSV or JSON, with the packaged ONNX model.
 
     iris-predict --model models:/iris-random-forest@champion measurements.csv
     echo '[[5.1, 3.5, 1.4, 0.2]]' | iris-predict --model runs:/<run_id> -
 
-The model comes from a ``.onnx`` file, an MLflow run (``runs:/<run_id>``, the run's
-``onnx_model/iris_random_forest.onnx``) or the registry (``models:/<name>@<alias>`` or
-``models:/<name>/<version>``). Rows are CSV (the four measurements, with or without
-a header naming them) or JSON (a list of rows, each a list of four numbers or an
-object keyed by measurement name). The onnxruntime session is created once per
-``IrisOnnxPredictor`` and reused for every call.
+Rows are CSV (the four measurements, with or without a header naming them) or
+JSON (a list of rows, each a list of four numbers or an object keyed by
+measurement name). Bad input is a one-line error and exit status 2.
 """
 
 import argparse
@@ -16,89 +13,12 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from iris_assets.data import FEATURES, SPECIES
-from iris_assets.packaging import ONNX_ARTIFACT, onnx_session
-
-
-class PredictionError(Exception):
-    """Bad input or an unknown model reference; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Predictions:
-    species: list[str]
-    probabilities: Any  # numpy array, one row per input row, one column per species
-
-
-class IrisOnnxPredictor:
-    def __init__(self, onnx_bytes: bytes, class_names: Sequence[str] = SPECIES):
-        import numpy as np
-
-        self._np = np
-        try:
-            self._session = onnx_session(onnx_bytes)
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise PredictionError(f"not a loadable ONNX model ({error})") from None
-        self._input = self._session.get_inputs()[0].name
-        self.class_names = list(class_names)
-
-    @classmethod
-    def load(cls, reference: str, tracking_uri: Optional[str] = None) -> "IrisOnnxPredictor":
-        return cls(_read_model(reference, tracking_uri))
-
-    def predict(self, rows) -> Predictions:
-        features = self._np.asarray(rows, dtype=self._np.float32)
-        if features.ndim != 2 or features.shape[1] != len(FEATURES):
-            raise PredictionError(f"expected rows of {len(FEATURES)} measurements {FEATURES}, got shape {features.shape}")
-        labels, probabilities = self._session.run(None, {self._input: features})
-        return Predictions([self.class_names[int(i)] for i in labels], probabilities)
-
-
-def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:
-    if not reference.startswith(("runs:/", "models:/")):
-        path = Path(reference)
-        if not path.is_file():
-            raise PredictionError(f"model {reference!r}: no such file (give a .onnx file, runs:/<run_id> or models:/<name>@<alias>)")
-        return path.read_bytes()
-
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from iris_assets.mlflow_run import MlflowRun
-
-    client = MlflowClient(tracking_uri or MlflowRun().resolved_tracking_uri())
-    try:
-        if reference.startswith("runs:/"):
-            run_id, _, artifact = reference.removeprefix("runs:/").partition("/")
-            artifact_uri = f"runs:/{run_id}/{artifact or ONNX_ARTIFACT}"
-        else:
-            name, alias_or_version = _parse_models_uri(reference)
-            version = (
-                client.get_model_version(name, alias_or_version)
-                if alias_or_version.isdigit()
-                else client.get_model_version_by_alias(name, alias_or_version)
-            )
-            artifact_uri = version.tags.get("onnx_artifact_uri") or f"runs:/{version.run_id}/{ONNX_ARTIFACT}"
-        run_id, _, artifact = artifact_uri.removeprefix("runs:/").partition("/")
-        return Path(client.download_artifacts(run_id, artifact)).read_bytes()
-    except MlflowException as error:
-        raise PredictionError(f"model {reference!r}: {error.message}") from None
-    except OSError as error:
-        raise PredictionError(f"model {reference!r}: {error}") from None
-
-
-def _parse_models_uri(reference: str) -> tuple[str, str]:
-    body = reference.removeprefix("models:/")
-    name, sep, rest = body.partition("@") if "@" in body else body.partition("/")
-    if not name or not sep or not rest:
-        raise PredictionError(f"model {reference!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
-    return name, rest
+from iris_assets.data.schema import FEATURES, SPECIES
+from iris_assets.serving.predictor import IrisOnnxPredictor, PredictionError, Predictions
 
 
 def parse_rows(text: str, fmt: str = "auto") -> list[list[float]]:
@@ -111,7 +31,7 @@ def parse_rows(text: str, fmt: str = "auto") -> list[list[float]]:
     return [_validated(row, number) for number, row in enumerate(rows, start=1)]
 
 
-def _csv_rows(text: str) -> list[list[Any]]:
+def _csv_rows(text: str) -> list[Any]:
     rows = [row for row in csv.reader(io.StringIO(text)) if row]
     if rows and not _is_number(rows[0][0]):
         header = [cell.strip() for cell in rows[0]]
@@ -191,7 +111,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of CSV")
     parser.add_argument("input", help="a CSV or JSON file of measurements, or - for standard input")
     args = parser.parse_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr for errors
     try:
         if args.input == "-":
             text = sys.stdin.read()

@@ -17,8 +17,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 
-from iris_assets_tests.conftest import REPO_ROOT
-from iris_assets_tests.processes import Service, free_port, wait_for_http, wait_until
+from iris_harness.environment import REPO_ROOT
+from iris_harness.processes import Service, free_port, wait_for_http, wait_until
 
 
 class Postgres:
@@ -219,7 +219,7 @@ class Topology:
                     os.environ[key] = value
 
     def mlflow_client(self):
-        from iris_assets.mlflow_run import mlflow_client
+        from iris_assets.tracking.store import mlflow_client
 
         return mlflow_client(self.mlflow_url)
 

@@ -1,47 +1,20 @@
-"""The registry: every model that passed the quality gate becomes a registered version.
+"""Promotion: `champion` points at the best version, `challenger` labels one that is not.
 
 Aliases, not the deprecated stages: ``champion`` is the version with the best test
 accuracy, then F1, then the newest on a tie (so a new version takes ``champion``
 when it is at least as good); a version that is not promoted gets ``challenger``
-and a tag ``not_promoted_reason``. The ONNX model of the same run is linked to the
-version by the tag ``onnx_model_uri`` (a ``models:/m-...`` URI of the run's ONNX
-logged model) and ``onnx_artifact_uri``.
+and a tag ``not_promoted_reason``.
 
 Promotion is safe when runs finish together: ``champion`` is recomputed from all
 versions and re-checked after every write, so whichever promotion writes last, the
 alias ends on the best version, and every version stays registered.
 """
 
-import os
 from typing import Optional
 
-import dagster as dg
-from pydantic import Field
-
-from iris_assets.mlflow_run import MlflowRun
-from iris_assets.packaging import ONNX_ARTIFACT, ONNX_LOGGED_MODEL
-
-REGISTERED_MODEL_ENV_VAR = "IRIS_REGISTERED_MODEL"
-DEFAULT_REGISTERED_MODEL = "iris-random-forest"
 CHAMPION, CHALLENGER = "champion", "challenger"
 NOT_PROMOTED_TAG = "not_promoted_reason"
 SUPERSEDED_TAG = "superseded_by"  # on a former champion
-
-
-class RegistryConfig(dg.Config):
-    registered_model: Optional[str] = Field(
-        default=None,
-        description=f"Registered model name. Default: ${REGISTERED_MODEL_ENV_VAR}, else "
-        f"{DEFAULT_REGISTERED_MODEL!r}.",
-    )
-
-
-def registered_model_name(config: Optional[RegistryConfig] = None) -> str:
-    return (
-        (config.registered_model if config else None)
-        or os.environ.get(REGISTERED_MODEL_ENV_VAR)
-        or DEFAULT_REGISTERED_MODEL
-    )
 
 
 def _score(version) -> tuple[float, float, int]:
@@ -97,34 +70,3 @@ def _alias_version(client, name: str, alias: str) -> Optional[str]:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
-
-
-@dg.asset(group_name="iris", kinds={"mlflow"}, deps=["onnx_model"])
-def registered_model(
-    context: dg.AssetExecutionContext, config: RegistryConfig, metrics: dict, mlflow: MlflowRun
-) -> dg.MaterializeResult:
-    """A new version of the registered model; `champion` moves to it if it scores at least as well."""
-    name = registered_model_name(config)
-    version = mlflow.register_model(
-        name,
-        tags={
-            "accuracy": metrics["accuracy"],
-            "f1_score": metrics["f1_score"],
-            "dagster_run_id": context.run.run_id,
-            "onnx_artifact_uri": f"runs:/{mlflow.run_id}/{ONNX_ARTIFACT}",
-            "onnx_model_uri": mlflow.logged_model_uri(ONNX_LOGGED_MODEL),
-        },
-    )
-    champion = promote(mlflow.client, name, version)
-    promoted = champion == str(version.version)
-    mlflow.set_tags({"registered_model": f"{name}/{version.version}", "promoted": promoted})
-    return dg.MaterializeResult(
-        metadata={
-            "registered_model": name,
-            "version": int(version.version),
-            "alias": CHAMPION if promoted else CHALLENGER,
-            "champion_version": int(champion),
-            "model_uri": f"models:/{name}/{version.version}",
-            **mlflow.link(context),
-        }
-    )

@@ -1,4 +1,4 @@
-"""Data: the Iris table (original task "ingestao_dados") and its train/test split ("split").
+"""The Iris table's shape and its validation: what every stage agrees a table and a split are.
 
 The table has the four measurements in centimetres, the class as an integer
 ``target`` (0, 1, 2) and as a ``species`` name. It comes from scikit-learn's
@@ -9,12 +9,9 @@ bundled copy (no network), or from a local CSV with the columns
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
-import dagster as dg
-from pydantic import Field
-
-from iris_assets.mlflow_run import MlflowRun
+from iris_assets import settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,10 +19,6 @@ if TYPE_CHECKING:
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPECIES = ["setosa", "versicolor", "virginica"]
 CSV_COLUMNS = [*FEATURES, "species"]
-# Iris tables are small (the classic one is 5 KB); a file far larger is a mistake,
-# and reading it whole would take the step's memory with it.
-MAX_CSV_BYTES_ENV_VAR = "IRIS_MAX_CSV_BYTES"
-MAX_CSV_BYTES = int(os.environ.get(MAX_CSV_BYTES_ENV_VAR, 64 * 1024 * 1024))
 
 
 class IrisDataError(ValueError):
@@ -70,10 +63,12 @@ def load_iris_csv(path: str) -> IrisTable:
         raise IrisDataError(f"{path}: is a dangling symbolic link (to {os.readlink(file)})")
     if file.exists() and not file.is_file():
         raise IrisDataError(f"{path}: is not a regular file (a directory?); give the path of a CSV file")
-    if file.is_file() and file.stat().st_size > MAX_CSV_BYTES:
+    # Iris tables are small (the classic one is 5 KB); a file far larger is a mistake,
+    # and reading it whole would take the step's memory with it.
+    limit = settings.current().max_csv_bytes
+    if file.is_file() and file.stat().st_size > limit:
         raise IrisDataError(
-            f"{path}: is {file.stat().st_size:,} bytes; an Iris CSV may hold at most "
-            f"{MAX_CSV_BYTES:,} bytes (${MAX_CSV_BYTES_ENV_VAR})"
+            f"{path}: is {file.stat().st_size:,} bytes; an Iris CSV may hold at most {limit:,} bytes ($IRIS_MAX_CSV_BYTES)"
         )
     try:
         frame = pd.read_csv(path, encoding="utf-8")
@@ -113,75 +108,3 @@ def validate_iris_frame(frame: "pd.DataFrame", name: str) -> "pd.DataFrame":
         raise IrisDataError(f"{name}: needs at least two species, has {frame['species'].unique().tolist()}")
     frame["target"] = frame["species"].map({s: i for i, s in enumerate(SPECIES)}).astype("int64")
     return frame[[*FEATURES, "target", "species"]]
-
-
-class RawDataConfig(dg.Config):
-    csv_path: Optional[str] = Field(
-        default=None,
-        description="A local CSV with columns sepal_length, sepal_width, petal_length, "
-        "petal_width, species. Default: scikit-learn's bundled Iris copy.",
-    )
-
-
-class SplitConfig(dg.Config):
-    test_size: float = Field(default=0.2, gt=0, lt=1, description="Share of rows held out for testing.")
-    random_state: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed of the shuffle.")
-
-
-@dg.asset(group_name="iris", kinds={"python", "pandas"})
-def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: MlflowRun) -> dg.Output[IrisTable]:
-    """The Iris table: 150 rows, four measurements (cm), integer target and species name."""
-    table = load_iris_csv(config.csv_path) if config.csv_path else load_bundled_iris()
-    counts = table.frame["species"].value_counts().reindex(SPECIES, fill_value=0)
-    digest = mlflow.log_dataset(
-        table.frame, name="iris_raw", context="raw", source=table.source, targets="target"
-    )
-    return dg.Output(
-        table,
-        metadata={
-            "source": table.source,
-            "dataset_digest": digest,
-            "dagster/row_count": len(table.frame),
-            "class_balance": dg.MetadataValue.json({k: int(v) for k, v in counts.items()}),
-            **mlflow.link(context),
-        },
-    )
-
-
-@dg.asset(group_name="iris", kinds={"scikitlearn"})
-def splits(
-    context: dg.AssetExecutionContext, config: SplitConfig, raw_data: IrisTable, mlflow: MlflowRun
-) -> dg.Output[Splits]:
-    """Stratified train/test split, so both sides keep the class balance of the table."""
-    from sklearn.model_selection import train_test_split
-
-    frame = raw_data.frame
-    X_train, X_test, y_train, y_test = train_test_split(
-        frame[FEATURES],
-        frame["target"],
-        test_size=config.test_size,
-        random_state=config.random_state,
-        stratify=frame["target"],
-    )
-    mlflow.log_params(
-        {"test_size": config.test_size, "split_random_state": config.random_state, "stratified": True}
-    )
-    digests = {
-        context: mlflow.log_dataset(
-            X.assign(target=y), name=f"iris_{part}", context=context, source=raw_data.source, targets="target"
-        )
-        for part, context, X, y in (
-            ("train", "training", X_train, y_train),
-            ("test", "evaluation", X_test, y_test),
-        )
-    }
-    return dg.Output(
-        Splits(X_train, X_test, y_train, y_test, raw_data.class_names),
-        metadata={
-            "train_rows": len(X_train),
-            "test_rows": len(X_test),
-            "train_digest": digests["training"],
-            "test_digest": digests["evaluation"],
-            **mlflow.link(context),
-        },
-    )

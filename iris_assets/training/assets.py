@@ -1,13 +1,13 @@
-"""Training: the random forest (original task "treinamento")."""
+"""The training asset: the random forest (original task "treinamento")."""
 
 from typing import Optional, Protocol, runtime_checkable
 
 import dagster as dg
 from pydantic import Field
 
-from iris_assets.data import FEATURES, Splits
-from iris_assets.mlflow_run import MlflowRun
+from iris_assets.data.schema import FEATURES, Splits
 from iris_assets.plots import feature_importance_png, markdown_image
+from iris_assets.tracking import MlflowRun
 
 # MLflow serialises scikit-learn models with skops, which loads only types it is
 # told to trust; a random forest is made of these trees.

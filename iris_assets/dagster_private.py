@@ -1,0 +1,56 @@
+"""Every private Dagster API the project uses, and why no public one serves.
+
+Private names can change in any Dagster release. Each one is imported here and
+nowhere else, and ``iris_assets_tests/test_dagster_private.py`` checks that each
+still exists and behaves as the binding relies on, so an upgrade that changes one
+fails that test, naming it, instead of failing runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+# Tags Dagster puts on a run that re-executes its parent from failure (the UI's
+# "Re-execute from failure", `dagster job execute --from-failure`... and automatic run
+# retries). Dagster exports no constant for them; their values are matched on runs
+# written by Dagster itself, so a renamed tag must fail a test, not go unnoticed.
+from dagster._core.storage.tags import ASSET_RESUME_RETRY_TAG, RESUME_RETRY_TAG
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+__all__ = [
+    "ASSET_RESUME_RETRY_TAG",
+    "RESUME_RETRY_TAG",
+    "engine_event_data",
+    "from_failure_step_keys",
+]
+
+
+def engine_event_data(metadata: Mapping[str, dg.MetadataValue]) -> object:
+    """The payload of an engine event carrying ``metadata``.
+
+    The binding announces MLflow run candidates as engine events in the Dagster
+    run's event log, the one store every executor and host shares and orders
+    (``DagsterInstance.report_engine_event``); its metadata argument is an
+    ``EngineEventData``, which Dagster does not export.
+    """
+    from dagster._core.events import EngineEventData
+
+    return EngineEventData(metadata)
+
+
+def from_failure_step_keys(instance: dg.DagsterInstance, parent: dg.DagsterRun) -> set[str]:
+    """The steps Dagster runs when re-executing ``parent`` from failure.
+
+    ``execute_job(reexecution_options=ReexecutionOptions.from_failure(...))`` does not
+    tag the new run as a resume (the UI and CLI do), so the binding compares a
+    re-execution's steps with these to know it continues the parent's MLflow run.
+    ``execute_job`` derives the steps with this same function, internally; no public
+    API returns them.
+    """
+    from dagster._core.execution.plan.state import KnownExecutionState
+
+    steps, _ = KnownExecutionState.build_resume_retry_reexecution(instance, parent)
+    return set(steps)

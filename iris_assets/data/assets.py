@@ -1,0 +1,81 @@
+"""Data assets: the Iris table (original task "ingestao_dados") and its train/test split ("split")."""
+
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+from iris_assets.data.schema import FEATURES, SPECIES, IrisTable, Splits, load_bundled_iris, load_iris_csv
+from iris_assets.tracking import MlflowRun
+
+
+class RawDataConfig(dg.Config):
+    csv_path: Optional[str] = Field(
+        default=None,
+        description="A local CSV with columns sepal_length, sepal_width, petal_length, "
+        "petal_width, species. Default: scikit-learn's bundled Iris copy.",
+    )
+
+
+class SplitConfig(dg.Config):
+    test_size: float = Field(default=0.2, gt=0, lt=1, description="Share of rows held out for testing.")
+    random_state: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed of the shuffle.")
+
+
+@dg.asset(group_name="iris", kinds={"python", "pandas"})
+def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: MlflowRun) -> dg.Output[IrisTable]:
+    """The Iris table: 150 rows, four measurements (cm), integer target and species name."""
+    table = load_iris_csv(config.csv_path) if config.csv_path else load_bundled_iris()
+    counts = table.frame["species"].value_counts().reindex(SPECIES, fill_value=0)
+    digest = mlflow.log_dataset(
+        table.frame, name="iris_raw", context="raw", source=table.source, targets="target"
+    )
+    return dg.Output(
+        table,
+        metadata={
+            "source": table.source,
+            "dataset_digest": digest,
+            "dagster/row_count": len(table.frame),
+            "class_balance": dg.MetadataValue.json({k: int(v) for k, v in counts.items()}),
+            **mlflow.link(context),
+        },
+    )
+
+
+@dg.asset(group_name="iris", kinds={"scikitlearn"})
+def splits(
+    context: dg.AssetExecutionContext, config: SplitConfig, raw_data: IrisTable, mlflow: MlflowRun
+) -> dg.Output[Splits]:
+    """Stratified train/test split, so both sides keep the class balance of the table."""
+    from sklearn.model_selection import train_test_split
+
+    frame = raw_data.frame
+    X_train, X_test, y_train, y_test = train_test_split(
+        frame[FEATURES],
+        frame["target"],
+        test_size=config.test_size,
+        random_state=config.random_state,
+        stratify=frame["target"],
+    )
+    mlflow.log_params(
+        {"test_size": config.test_size, "split_random_state": config.random_state, "stratified": True}
+    )
+    digests = {
+        context: mlflow.log_dataset(
+            X.assign(target=y), name=f"iris_{part}", context=context, source=raw_data.source, targets="target"
+        )
+        for part, context, X, y in (
+            ("train", "training", X_train, y_train),
+            ("test", "evaluation", X_test, y_test),
+        )
+    }
+    return dg.Output(
+        Splits(X_train, X_test, y_train, y_test, raw_data.class_names),
+        metadata={
+            "train_rows": len(X_train),
+            "test_rows": len(X_test),
+            "train_digest": digests["training"],
+            "test_digest": digests["evaluation"],
+            **mlflow.link(context),
+        },
+    )

@@ -1,0 +1,1 @@
+"""Evaluation: how well the model does on the held-out split."""

@@ -1,0 +1,1 @@
+"""Packaging: the model as ONNX, converted, checked for parity, logged."""

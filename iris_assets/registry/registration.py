@@ -1,0 +1,36 @@
+"""Registering a run's logged model as a new version of a registered model."""
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from iris_assets.tracking import MlflowBindingError, MlflowRun
+from iris_assets.tracking.store import sqlite_registry_lock
+
+
+def register_model(mlflow: MlflowRun, name: str, logged_model: str = "model", tags: Optional[Mapping[str, Any]] = None):
+    """Register the bound run's logged model ``logged_model`` as a new version of ``name``.
+
+    Through the binding's own client, not ``mlflow.register_model``: in a sqlite
+    store, a version written through the fluent API's store was not yet visible to
+    this client's reads ("Model Version ... not found" right after registering).
+    """
+    from mlflow.exceptions import MlflowException
+
+    model_uri = mlflow.logged_model_uri(logged_model)
+    if model_uri is None:
+        raise MlflowBindingError(f"MLflow run {mlflow.run_id} has no logged model {logged_model!r}")
+    client = mlflow.client
+    with sqlite_registry_lock(mlflow.tracking_uri):
+        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+            try:
+                client.create_registered_model(name)
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+        return client.create_model_version(
+            name,
+            source=model_uri,
+            run_id=mlflow.run_id,
+            tags={k: str(v) for k, v in (tags or {}).items()},
+            model_id=model_uri.removeprefix("models:/"),
+        )

@@ -1,0 +1,88 @@
+"""Predict Iris species with the packaged ONNX model: ``IrisOnnxPredictor``.
+
+The model comes from a ``.onnx`` file, an MLflow run (``runs:/<run_id>``, the run's
+``onnx_model/iris_random_forest.onnx``) or the registry (``models:/<name>@<alias>`` or
+``models:/<name>/<version>``). The onnxruntime session is created once per
+``IrisOnnxPredictor`` and reused for every call.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from iris_assets import settings
+from iris_assets.data.schema import FEATURES, SPECIES
+from iris_assets.packaging.onnx import ONNX_ARTIFACT, onnx_session
+
+
+class PredictionError(Exception):
+    """Bad input or an unknown model reference; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    species: list[str]
+    probabilities: Any  # numpy array, one row per input row, one column per species
+
+
+class IrisOnnxPredictor:
+    def __init__(self, onnx_bytes: bytes, class_names: Sequence[str] = SPECIES):
+        import numpy as np
+
+        self._np = np
+        try:
+            self._session = onnx_session(onnx_bytes)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise PredictionError(f"not a loadable ONNX model ({error})") from None
+        self._input = self._session.get_inputs()[0].name
+        self.class_names = list(class_names)
+
+    @classmethod
+    def load(cls, reference: str, tracking_uri: Optional[str] = None) -> "IrisOnnxPredictor":
+        return cls(_read_model(reference, tracking_uri))
+
+    def predict(self, rows) -> Predictions:
+        features = self._np.asarray(rows, dtype=self._np.float32)
+        if features.ndim != 2 or features.shape[1] != len(FEATURES):
+            raise PredictionError(f"expected rows of {len(FEATURES)} measurements {FEATURES}, got shape {features.shape}")
+        labels, probabilities = self._session.run(None, {self._input: features})
+        return Predictions([self.class_names[int(i)] for i in labels], probabilities)
+
+
+def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:
+    if not reference.startswith(("runs:/", "models:/")):
+        path = Path(reference)
+        if not path.is_file():
+            raise PredictionError(f"model {reference!r}: no such file (give a .onnx file, runs:/<run_id> or models:/<name>@<alias>)")
+        return path.read_bytes()
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri or settings.current().resolved_tracking_uri)
+    try:
+        if reference.startswith("runs:/"):
+            run_id, _, artifact = reference.removeprefix("runs:/").partition("/")
+            artifact_uri = f"runs:/{run_id}/{artifact or ONNX_ARTIFACT}"
+        else:
+            name, alias_or_version = _parse_models_uri(reference)
+            version = (
+                client.get_model_version(name, alias_or_version)
+                if alias_or_version.isdigit()
+                else client.get_model_version_by_alias(name, alias_or_version)
+            )
+            artifact_uri = version.tags.get("onnx_artifact_uri") or f"runs:/{version.run_id}/{ONNX_ARTIFACT}"
+        run_id, _, artifact = artifact_uri.removeprefix("runs:/").partition("/")
+        return Path(client.download_artifacts(run_id, artifact)).read_bytes()
+    except MlflowException as error:
+        raise PredictionError(f"model {reference!r}: {error.message}") from None
+    except OSError as error:
+        raise PredictionError(f"model {reference!r}: {error}") from None
+
+
+def _parse_models_uri(reference: str) -> tuple[str, str]:
+    body = reference.removeprefix("models:/")
+    name, sep, rest = body.partition("@") if "@" in body else body.partition("/")
+    if not name or not sep or not rest:
+        raise PredictionError(f"model {reference!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
+    return name, rest

@@ -1,0 +1,277 @@
+"""Every environment variable the project honours, in one table: name, default, meaning.
+
+Nothing else in the package reads the environment; it asks ``current()``, which
+parses and validates all project settings together (once per distinct
+environment) and raises ``SettingError`` naming the variable, its value and what
+is allowed. The README's environment table is ``markdown_table()`` (a test
+compares them, and prints the table to paste when they differ).
+
+Three kinds of variable:
+
+* project settings, parsed into the frozen ``Settings``;
+* credentials, never parsed into anything stored: resources read them as
+  ``dg.EnvVar`` references (see ``credential_env_vars``);
+* process defaults: MLflow's and onnxruntime's own variables, which the package
+  sets when the environment does not (``apply_process_defaults``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EXPERIMENT = "relatorio-II-iris-pipeline"
+DEFAULT_REGISTERED_MODEL = "iris-random-forest"
+DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` / `mlflow server` listen by default
+DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # where `dagster dev` listens by default
+# The default split scores exactly 0.90: a 0.9 gate would sit on the edge.
+DEFAULT_MIN_ACCURACY = 0.85
+
+
+class SettingError(ValueError):
+    """An environment variable holds a value the project cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, its default as documented, what it means."""
+
+    name: str
+    default: str
+    meaning: str
+    kind: str = "project"  # "project", "credential" or "process default"
+    parse: Callable[[str], Any] = str
+
+
+def _setting(name: str, default: str, meaning: str, parse: Callable[[str], Any] = str) -> Any:
+    """A field of ``Settings`` read from ``name`` (unset or empty: the field's default)."""
+    return field(default=None, metadata={"setting": Setting(name, default, meaning, "project", parse)})
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("an empty value")
+    return value.strip()
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < low:
+            raise ValueError(f"a whole number >= {low}")
+        return number
+
+    return parse
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        number = float(value)
+        if not (math.isfinite(number) and low <= number <= high):
+            raise ValueError(f"a number from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _path(value: str) -> Path:
+    return Path(_non_empty(value)).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The project settings of one environment, parsed; ``None`` where unset and derived."""
+
+    state_dir: Path = _setting(
+        "IRIS_STATE_DIR", "`.iris_state/`", "local state folder: embedded MLflow store, Dagster home, landing folder", _path
+    )
+    tracking_uri: Optional[str] = _setting(
+        "MLFLOW_TRACKING_URI", "`sqlite:///.iris_state/mlflow.db`", "MLflow tracking store", _non_empty
+    )
+    experiment: str = _setting("IRIS_MLFLOW_EXPERIMENT", f"`{DEFAULT_EXPERIMENT}`", "MLflow experiment", _non_empty)
+    mlflow_ui_url: Optional[str] = _setting(
+        "MLFLOW_UI_URL",
+        f"the tracking URI if http(s), else `{DEFAULT_MLFLOW_UI_URL}`",
+        "base URL of the MLflow UI in links",
+        _non_empty,
+    )
+    dagster_ui_url: str = _setting(
+        "DAGSTER_UI_URL",
+        f"`{DEFAULT_DAGSTER_UI_URL}`",
+        "base URL of the Dagster UI, for the MLflow run's `dagster_run_url` tag",
+        _non_empty,
+    )
+    min_accuracy: float = _setting(
+        "IRIS_MIN_ACCURACY", f"`{DEFAULT_MIN_ACCURACY}`", "default threshold of the quality gate", float
+    )
+    registered_model: str = _setting(
+        "IRIS_REGISTERED_MODEL", f"`{DEFAULT_REGISTERED_MODEL}`", "registered model name in MLflow", _non_empty
+    )
+    landing_dir: Optional[Path] = _setting(
+        "IRIS_LANDING_DIR", "`.iris_state/landing/`", "folder the new-data sensor watches", _path
+    )
+    sensor_interval_seconds: int = _setting(
+        "IRIS_SENSOR_INTERVAL_SECONDS", "`30`", "how often the new-data sensor looks", _int_at_least(1)
+    )
+    orphan_sweep_seconds: int = _setting(
+        "IRIS_ORPHAN_SWEEP_SECONDS",
+        "`30`",
+        "how often the sweep for MLflow runs left RUNNING by finished Dagster runs looks",
+        _int_at_least(1),
+    )
+    retrain_cron: str = _setting("IRIS_RETRAIN_CRON", "`0 3 * * *`", "the retraining schedule's cron", _non_empty)
+    retrain_timezone: str = _setting(
+        "IRIS_RETRAIN_TIMEZONE", "`UTC`", "the retraining schedule's timezone", _non_empty
+    )
+    max_csv_bytes: int = _setting(
+        "IRIS_MAX_CSV_BYTES", "`67108864` (64 MiB)", "largest data file `raw_data` and the sensor accept", _int_at_least(1)
+    )
+    dagster_home: Optional[Path] = _setting(
+        "DAGSTER_HOME",
+        "`.iris_state/dagster_home/` (set by `scripts/env.sh`)",
+        "the Dagster instance the CLI, UI and daemon share",
+        _path,
+    )
+
+    def __post_init__(self) -> None:
+        defaults = {
+            "state_dir": PROJECT_ROOT / ".iris_state",
+            "experiment": DEFAULT_EXPERIMENT,
+            "dagster_ui_url": DEFAULT_DAGSTER_UI_URL,
+            "min_accuracy": DEFAULT_MIN_ACCURACY,
+            "registered_model": DEFAULT_REGISTERED_MODEL,
+            "sensor_interval_seconds": 30,
+            "orphan_sweep_seconds": 30,
+            "retrain_cron": "0 3 * * *",
+            "retrain_timezone": "UTC",
+            "max_csv_bytes": 64 * 1024 * 1024,
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            setting: Setting = item.metadata["setting"]
+            raw = environ.get(setting.name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[item.name] = setting.parse(raw)
+            except ValueError as error:
+                allowed = str(error) if str(error).startswith(("a ", "an ")) else _allowed(setting.parse)
+                raise SettingError(f"${setting.name}={raw!r} is not allowed: expected {allowed}") from None
+        return cls(**values)
+
+    # -- derived ---------------------------------------------------------------------------------
+
+    @property
+    def embedded_tracking_uri(self) -> str:
+        return f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or self.embedded_tracking_uri
+
+    @property
+    def resolved_landing_dir(self) -> Path:
+        return self.landing_dir or self.state_dir / "landing"
+
+    @property
+    def resolved_dagster_home(self) -> Path:
+        return self.dagster_home or self.state_dir / "dagster_home"
+
+    def ensure_state_dir(self) -> Path:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return self.state_dir
+
+
+def _allowed(parse: Callable[[str], Any]) -> str:
+    return {float: "a number", int: "a whole number"}.get(parse, "a non-empty value")  # type: ignore[call-overload]
+
+
+PROJECT_SETTINGS: tuple[Setting, ...] = tuple(item.metadata["setting"] for item in fields(Settings))
+
+# Credentials of an MLflow tracking server, by the MlflowRun resource field that holds them.
+CREDENTIALS: dict[str, Setting] = {
+    "tracking_username": Setting(
+        "MLFLOW_TRACKING_USERNAME", "unset", "MLflow server user (read as `dg.EnvVar`, never stored)", "credential"
+    ),
+    "tracking_password": Setting(
+        "MLFLOW_TRACKING_PASSWORD", "unset", "MLflow server password (read as `dg.EnvVar`, never stored)", "credential"
+    ),
+    "tracking_token": Setting(
+        "MLFLOW_TRACKING_TOKEN", "unset", "MLflow server token (read as `dg.EnvVar`, never stored)", "credential"
+    ),
+}
+
+# Other programs' variables the package sets when unset. Telemetry off: MLflow writes an
+# installation id under ~/.config, onnxruntime a device id under ~/.cache. Bounded retries
+# against a tracking server: MLflow's defaults (7 retries, backoff factor 2, 120 s per
+# request) keep a step waiting minutes on a server that is down; these give up after
+# ~10 s of connection failures and ride out a restart shorter than that.
+PROCESS_DEFAULTS: tuple[Setting, ...] = (
+    Setting("MLFLOW_DISABLE_TELEMETRY", "`true`", "MLflow telemetry off", "process default"),
+    Setting("ORT_DISABLE_TELEMETRY", "`1`", "onnxruntime telemetry off", "process default"),
+    Setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "`3`", "retries of a tracking server request", "process default"),
+    Setting("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "`1`", "backoff between those retries (s)", "process default"),
+    Setting("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "`0.5`", "jitter added to the backoff (s)", "process default"),
+    Setting("MLFLOW_HTTP_REQUEST_TIMEOUT", "`30`", "time-out of one tracking server request (s)", "process default"),
+    Setting(
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "`false`", "no download progress bars on stderr", "process default"
+    ),
+)
+
+ALL_SETTINGS: tuple[Setting, ...] = (*PROJECT_SETTINGS, *CREDENTIALS.values(), *PROCESS_DEFAULTS)
+
+
+def current() -> Settings:
+    """The settings of this process's environment now, parsed and validated."""
+    return _parsed(tuple(os.environ.get(setting.name) for setting in PROJECT_SETTINGS))
+
+
+@lru_cache(maxsize=16)
+def _parsed(values: tuple[Optional[str], ...]) -> Settings:
+    return Settings.from_environ(
+        {setting.name: value for setting, value in zip(PROJECT_SETTINGS, values) if value is not None}
+    )
+
+
+def apply_process_defaults() -> None:
+    for setting in PROCESS_DEFAULTS:
+        os.environ.setdefault(setting.name, setting.default.strip("`"))
+
+
+def process_default(name: str) -> str:
+    """The value in effect of a process default (the environment's, else the package's)."""
+    (setting,) = [s for s in PROCESS_DEFAULTS if s.name == name]
+    return os.environ.get(name) or setting.default.strip("`")
+
+
+def credential_env_vars() -> dict[str, str]:
+    """Resource field -> the variable holding that credential, for those set in this environment."""
+    return {field_name: s.name for field_name, s in CREDENTIALS.items() if os.environ.get(s.name)}
+
+
+def environment_values(names: list[str]) -> dict[str, str]:
+    """The values of the named variables that are set (the resource's ``env_to_tag``)."""
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def export(variables: Mapping[str, str]) -> None:
+    """Set variables in this process's environment (the resource's ``env``; credentials for MLflow's client)."""
+    os.environ.update(variables)
+
+
+def markdown_table() -> str:
+    lines = ["| variable | meaning | default |", "|---|---|---|"]
+    lines += [f"| `{s.name}` | {s.meaning} | {s.default} |" for s in ALL_SETTINGS]
+    return "\n".join(lines)

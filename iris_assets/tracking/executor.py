@@ -1,0 +1,61 @@
+"""An executor wrapper that ends the MLflow run a dead step process left RUNNING.
+
+Step processes end the MLflow run themselves (resource teardown, see
+``closing.settle``); one killed mid-step cannot. The executor's parent (the run
+worker) outlives every step process, so after the last one it settles the run
+from the event log (``closing.settle_after_steps``). In one process the
+resource's teardown always runs, so in-process execution needs no wrapper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from iris_assets.tracking.closing import settle_after_steps
+
+
+class SettlingExecutor(dg.Executor):
+    def __init__(self, inner: dg.Executor):
+        self._inner = inner
+
+    @property
+    def retries(self):
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self._inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
+        try:
+            yield from self._inner.execute(plan_context, execution_plan)
+        finally:
+            try:
+                settle_after_steps(plan_context.instance, plan_context.dagster_run, plan_context.log)
+            except Exception as error:  # the tracking server may be what failed the run
+                plan_context.log.warning(f"Could not end the MLflow run from the run worker: {error}")
+
+
+def settling(
+    executor_def: dg.ExecutorDefinition, *, name: str, description: str, default_config: dict
+) -> dg.ExecutorDefinition:
+    """``executor_def`` with ``default_config`` as its default, each step-per-process mode settling.
+
+    Its run config keys are ``executor_def``'s; a config choosing ``in_process`` runs
+    unwrapped, any other mode (a process per step) is wrapped in ``SettlingExecutor``.
+    """
+
+    def create(init_context: dg.InitExecutorContext) -> dg.Executor:
+        executor = executor_def.executor_creation_fn(init_context)  # type: ignore[misc]
+        in_one_process = "in_process" in init_context.executor_config
+        return executor if in_one_process else SettlingExecutor(executor)
+
+    return dg.ExecutorDefinition(
+        name=name,
+        config_schema=dg.Field(executor_def.config_schema.config_type, default_value=default_config),
+        executor_creation_fn=create,
+        requirements=executor_def.get_requirements,
+        description=description,
+    )

@@ -1,0 +1,263 @@
+"""``MlflowRun``: the resource assets log through; one Dagster run is one MLflow run.
+
+Assets call ``mlflow.log_params(...)``, ``mlflow.log_model(...)``, ``mlflow.link(context)``
+and so on; this module is that front, and the lifecycle around it:
+
+* Lazy: nothing touches MLflow until an asset logs something, so ``execute_job``
+  re-initialising resources after the run has ended (``dagster job execute`` does)
+  opens nothing.
+* No global state: every call goes through an ``MlflowClient`` with an explicit run
+  id. Stock dagster-mlflow drives MLflow's fluent API, whose active run is
+  process-global: two materialisations in one process share a run, and MLflow's
+  ``atexit`` hook marks a failed run FINISHED when a step process exits.
+* Which run: ``election.bind`` (the first run announced in the Dagster event log).
+  How it ends: ``closing.settle`` at teardown, and the paths listed in ``closing``.
+
+The config keys are dagster-mlflow's, so run config written for
+``dagster_mlflow.mlflow_tracking`` keeps working.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from iris_assets import settings
+from iris_assets.tracking import config as tracking_config
+from iris_assets.tracking.closing import settle
+from iris_assets.tracking.election import Binding, bind
+from iris_assets.tracking.errors import MlflowBindingError
+from iris_assets.tracking.lineage import upstream_runs
+from iris_assets.tracking.redaction import refuse_secrets_in_config
+from iris_assets.tracking.tags import CHECK_TAG_PREFIX, RUN_ID_METADATA_KEY, RUN_URL_METADATA_KEY
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# `Model.log` resolves the tracking URI from process-global state; serialise the
+# few calls that need it so concurrent bindings to different stores stay apart.
+_GLOBAL_MLFLOW_STATE = threading.Lock()
+MAX_PARAMS_PER_REQUEST = 100  # MLflow's per-request limit
+
+
+def credentials_from_environment() -> dict[str, Any]:
+    """``dg.EnvVar`` references for the MLflow credentials set in this environment."""
+    return {field: dg.EnvVar(var) for field, var in settings.credential_env_vars().items()}
+
+
+class MlflowRun(dg.ConfigurableResource):
+    """The MLflow run of the current Dagster run: every step of one run logs to it."""
+
+    experiment_name: Optional[str] = Field(
+        default=None,
+        description=f"MLflow experiment. Default: $IRIS_MLFLOW_EXPERIMENT, else {settings.DEFAULT_EXPERIMENT!r}.",
+    )
+    mlflow_tracking_uri: Optional[str] = Field(
+        default=None,
+        description="Tracking URI. Default: $MLFLOW_TRACKING_URI, else the embedded sqlite "
+        "store .iris_state/mlflow.db.",
+    )
+    parent_run_id: Optional[str] = Field(default=None, description="Nest each run under this MLflow run.")
+    mlflow_run_id: Optional[str] = Field(
+        default=None, description="Log into this existing MLflow run instead of opening one."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables set before MLflow is used.")
+    env_to_tag: Optional[list[str]] = Field(
+        default=None, description="Environment variables recorded as MLflow run tags."
+    )
+    extra_tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on every MLflow run.")
+    ui_url: Optional[str] = Field(
+        default=None,
+        description="Base URL of the MLflow UI for links. Default: $MLFLOW_UI_URL, else the "
+        f"tracking URI when it is http(s), else {settings.DEFAULT_MLFLOW_UI_URL}.",
+    )
+    dagster_ui_url: Optional[str] = Field(
+        default=None,
+        description="Base URL of the Dagster UI, for the MLflow run's link back. Default: "
+        f"$DAGSTER_UI_URL, else {settings.DEFAULT_DAGSTER_UI_URL}.",
+    )
+    # Credentials of a tracking server: give them as dg.EnvVar (see
+    # credentials_from_environment), so config and event logs hold the variable's
+    # name, never its value.
+    tracking_username: Optional[str] = Field(default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_USERNAME').")
+    tracking_password: Optional[str] = Field(default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_PASSWORD').")
+    tracking_token: Optional[str] = Field(default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_TOKEN').")
+
+    _init_context: Optional[dg.InitResourceContext] = PrivateAttr(default=None)
+    _binding: Optional[Binding] = PrivateAttr(default=None)
+    _bind_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Deliberately touches nothing: see "Lazy" above.
+        self._init_context = context
+        self._binding = None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._binding is not None:
+            assert context.instance is not None and context.run is not None
+            settle(self._binding, context.instance, context.run, context.log)
+
+    def tracking_config(self) -> tracking_config.TrackingConfig:
+        """Where and how to track: this resource's config over the environment."""
+        return tracking_config.resolve(
+            tracking_uri=self.mlflow_tracking_uri,
+            experiment_name=self.experiment_name,
+            ui_url=self.ui_url,
+            dagster_ui_url=self.dagster_ui_url,
+            parent_run_id=self.parent_run_id,
+            mlflow_run_id=self.mlflow_run_id,
+            extra_tags={**settings.environment_values(self.env_to_tag or []), **self.extra_tags},
+        )
+
+    def _bound(self) -> Binding:
+        with self._bind_lock:
+            if self._binding is None:
+                context = self._init_context
+                if context is None or context.run is None or context.instance is None:
+                    raise MlflowBindingError(
+                        "MlflowRun is used outside a Dagster run; give it to an asset as a resource."
+                    )
+                refuse_secrets_in_config(self.env, self.env_to_tag or [])
+                settings.export(self.env)
+                # MLflow's REST client reads credentials from the environment.
+                settings.export(
+                    {s.name: getattr(self, field) for field, s in settings.CREDENTIALS.items() if getattr(self, field)}
+                )
+                self._binding = bind(self.tracking_config(), context.instance, context.run, context.log)
+            return self._binding
+
+    # -- what assets use ---------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self._bound().run_id
+
+    @property
+    def experiment_id(self) -> str:
+        return self._bound().experiment_id
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._bound().config.tracking_uri
+
+    @property
+    def client(self) -> MlflowClient:
+        return self._bound().client
+
+    @property
+    def run_url(self) -> str:
+        return self._bound().run_url
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(key, str(value)) for key, value in params.items()]
+        for start in range(0, len(items), MAX_PARAMS_PER_REQUEST):
+            self.client.log_batch(self.run_id, params=items[start : start + MAX_PARAMS_PER_REQUEST])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        self.client.log_batch(self.run_id, metrics=_metrics(metrics, step))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, dict(dictionary), artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """Log ``data`` as the artifact ``artifact_file`` (a path inside the run's artifacts)."""
+        folder, _, file_name = artifact_file.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / file_name
+            local.write_bytes(data)
+            self.client.log_artifact(self.run_id, str(local), folder or None)
+
+    def log_model(self, flavor: Any, model: Any, name: str = "model", **kwargs: Any) -> Any:
+        """Log ``model`` through an MLflow flavour module (e.g. ``mlflow.sklearn``) into this run.
+
+        Any model of the same name this run already holds (from a step that is being
+        re-executed) is deleted first, so the run holds each model exactly once.
+        """
+        binding = self._bound()
+        client = binding.client
+        for stale in self._logged_models(name):
+            client.delete_logged_model(stale.model_id)
+        with _GLOBAL_MLFLOW_STATE:
+            import mlflow
+
+            mlflow.set_tracking_uri(binding.config.tracking_uri)
+            # Created here so the logged model lands in the run's experiment, not in
+            # whatever experiment is globally active in this process.
+            logged = client.create_logged_model(binding.experiment_id, name=name, source_run_id=binding.run_id)
+            info = flavor.log_model(model, name=name, model_id=logged.model_id, run_id=binding.run_id, **kwargs)
+        binding.logged_models[name] = logged.model_id  # logged_model_uri needs no search then
+        return info
+
+    def logged_model_uri(self, name: str) -> Optional[str]:
+        """``models:/<id>`` of this run's logged model called ``name``, if there is one."""
+        binding = self._bound()
+        if name in binding.logged_models:  # logged by this process, in this run
+            return f"models:/{binding.logged_models[name]}"
+        found = self._logged_models(name)
+        return f"models:/{found[0].model_id}" if found else None
+
+    def _logged_models(self, name: str) -> list:
+        binding = self._bound()
+        return binding.client.search_logged_models(
+            experiment_ids=[binding.experiment_id],
+            filter_string=f"source_run_id = '{binding.run_id}' AND name = '{name}'",
+        )
+
+    def log_dataset(self, frame: Any, name: str, context: str, source: str, targets: Optional[str] = None) -> str:
+        """Log a DataFrame as a run input (MLflow dataset lineage); return its content digest."""
+        from mlflow.data.pandas_dataset import from_pandas
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = from_pandas(frame, source=source, name=name, targets=targets)
+        entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+        self.client.log_inputs(self.run_id, datasets=[entity])
+        return dataset.digest
+
+    def link(self, context: dg.AssetExecutionContext) -> dict[str, dg.MetadataValue]:
+        """Materialisation metadata pointing at this MLflow run (and its upstream lineage as tags)."""
+        lineage = upstream_runs(context, self.run_id)
+        if lineage:
+            self.set_tags(lineage)
+        return {
+            RUN_ID_METADATA_KEY: dg.MetadataValue.text(self.run_id),
+            RUN_URL_METADATA_KEY: dg.MetadataValue.url(self.run_url),
+        }
+
+    def record_check(self, result: dg.AssetCheckResult, check_name: str, **numbers: float) -> dg.AssetCheckResult:
+        """Mirror an asset check's outcome in the MLflow run: a tag, plus its numbers as metrics."""
+        from mlflow.entities import RunTag
+
+        # The tag and the numbers in one request, not two (6 checks a run).
+        self.client.log_batch(
+            self.run_id,
+            metrics=_metrics({f"{CHECK_TAG_PREFIX}{check_name}.{key}": value for key, value in numbers.items()}),
+            tags=[RunTag(f"{CHECK_TAG_PREFIX}{check_name}", "passed" if result.passed else "failed")],
+        )
+        return result
+
+
+def _metrics(values: Mapping[str, float], step: int = 0) -> list:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(key, float(value), now, step) for key, value in values.items()]

@@ -1,0 +1,191 @@
+"""The tracking store: clients that retry, sqlite locks, artifact locations, and errors that explain.
+
+Every MlflowClient the project uses comes from ``mlflow_client``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import urlparse
+
+from iris_assets import settings
+from iris_assets.tracking.config import TrackingConfig
+from iris_assets.tracking.errors import MlflowBindingError
+from iris_assets.tracking.redaction import without_credentials
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def mlflow_client(tracking_uri: str) -> MlflowClient:
+    """An MlflowClient for ``tracking_uri`` that retries transient store errors."""
+    from mlflow import MlflowClient
+
+    return _RetryingClient(MlflowClient(tracking_uri=tracking_uri))  # type: ignore[return-value]
+
+
+class _RetryingClient:
+    """An MlflowClient whose calls retry transient store errors a few times, with backoff.
+
+    Concurrent step processes writing one run hit, for instance, the sqlite store's
+    non-atomic tag upsert ("UNIQUE constraint failed: tags.key, tags.run_uuid") or
+    "database is locked"; a second attempt succeeds. Other errors raise at once.
+    """
+
+    TRANSIENT = ("UNIQUE constraint failed", "database is locked", "could not serialize access")
+    ATTEMPTS = 5
+
+    def __init__(self, client: MlflowClient):
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import time
+
+            for attempt in range(self.ATTEMPTS):
+                try:
+                    return attribute(*args, **kwargs)
+                except Exception as error:
+                    transient = any(marker in str(error) for marker in self.TRANSIENT)
+                    if not transient or attempt == self.ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.05 * 2**attempt)
+
+        return call
+
+
+def open_experiment(config: TrackingConfig) -> tuple[MlflowClient, str]:
+    """A client of the configured store and the id of the configured experiment (created if new).
+
+    Any problem becomes an MlflowBindingError saying which store, from where, and why.
+    """
+    try:
+        check_tracking_uri(config.tracking_uri)
+        with sqlite_setup_lock(config.tracking_uri):
+            client = mlflow_client(config.tracking_uri)
+            return client, _experiment_id(client, config.experiment_name, config.tracking_uri)
+    except MlflowBindingError:
+        raise
+    except Exception as error:
+        raise MlflowBindingError(store_problem(config.tracking_uri, config.tracking_uri_source, error)) from error
+
+
+def _experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location(tracking_uri, name))
+        except MlflowException as error:  # created concurrently by another step
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise MlflowBindingError(
+                    f"Could not create MLflow experiment {name!r} in {without_credentials(tracking_uri)}: {error}"
+                ) from error
+    if experiment.lifecycle_stage != "active":
+        raise MlflowBindingError(
+            f"MLflow experiment {name!r} (id {experiment.experiment_id}) is deleted in "
+            f"{without_credentials(tracking_uri)}: restore it (`mlflow experiments restore --experiment-id "
+            f"{experiment.experiment_id}`) or choose another name ($IRIS_MLFLOW_EXPERIMENT)."
+        )
+    return experiment.experiment_id
+
+
+def check_tracking_uri(tracking_uri: str) -> None:
+    """Refuse at once what MLflow would only refuse after minutes of retries."""
+    parts = urlparse(tracking_uri)
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ValueError("an http(s) tracking URI needs a host, as in http://127.0.0.1:5000")
+
+
+def store_problem(tracking_uri: str, source: str, error: Exception) -> str:
+    """A one-paragraph explanation of why the tracking store could not be used."""
+    shown = f"{without_credentials(tracking_uri)!r} (from {source})"
+    detail = str(error).strip().splitlines()[0][:400] if str(error).strip() else type(error).__name__
+    if isinstance(error, ModuleNotFoundError) and "psycopg" in str(error):
+        return (
+            f"MLflow tracking URI {shown} needs a PostgreSQL driver that is not installed "
+            f"({detail}): SQLAlchemy reads postgresql:// as psycopg 3; write "
+            "postgresql+psycopg2:// to use the installed psycopg2."
+        )
+    if any(marker in str(error) for marker in ("Max retries exceeded", "Connection refused", "Failed to resolve")):
+        retries = settings.process_default("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+        return f"MLflow tracking server {shown} is unreachable (gave up after {retries} retries with backoff): {detail}"
+    return f"MLflow tracking URI {shown} cannot be used: {detail}"
+
+
+# -- sqlite: one file on one host, so file locks serialise what its migrations cannot --------------
+
+
+def sqlite_database(tracking_uri: str) -> Optional[Path]:
+    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes of this host (a sqlite file is local by definition)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextmanager
+def sqlite_setup_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise a new sqlite store's first use across processes on this host.
+
+    MLflow creates a sqlite store's tables (alembic migrations) on first use; two
+    step processes doing that at once fail ("Online migration expected to match one
+    row", "duplicate column name"). Once a process has set the store up, a marker
+    file lets later ones skip the lock.
+    """
+    database = sqlite_database(tracking_uri)
+    if database is None or (database.with_name(database.name + ".ready").exists() and database.exists()):
+        yield
+        return
+    with _file_lock(database.with_name(database.name + ".setup-lock")):
+        yield
+        database.with_name(database.name + ".ready").touch()
+
+
+@contextmanager
+def sqlite_registry_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise model registrations into one sqlite store across processes on this host.
+
+    MLflow numbers a new version max+1 and retries a few times on a collision;
+    runs finishing together on the embedded store need not rely on that. A server
+    (PostgreSQL) needs no lock.
+    """
+    database = sqlite_database(tracking_uri)
+    if database is None:
+        yield
+        return
+    with _file_lock(database.with_name(database.name + ".registry-lock")):
+        yield
+
+
+def artifact_location(tracking_uri: str, experiment_name: str) -> Optional[str]:
+    """Keep a sqlite store's artifacts next to its database, not in the current folder.
+
+    (MLflow's default for a sqlite store is ``./mlruns`` relative to wherever the
+    process happens to run.) Servers choose their own artifact location.
+    """
+    database = sqlite_database(tracking_uri)
+    if database is None:
+        return None
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment_name)
+    return (database.parent / "mlartifacts" / slug).as_uri()

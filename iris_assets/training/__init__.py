@@ -1,0 +1,1 @@
+"""Training: the random forest and the quality gate it must pass."""

@@ -1,0 +1,80 @@
+"""Guards on the private Dagster APIs in iris_assets/dagster_private.py.
+
+Each test names the private API it guards, so a Dagster upgrade that renames or
+changes one fails here with that name, before any run depends on it.
+"""
+
+import dagster as dg
+import pytest
+
+from iris_assets import dagster_private
+
+
+def test_resume_retry_tags_keep_their_values():
+    """dagster._core.storage.tags.RESUME_RETRY_TAG / ASSET_RESUME_RETRY_TAG: the UI, CLI and run
+    retries tag from-failure re-executions with them; the binding matches them on stored runs."""
+    assert dagster_private.RESUME_RETRY_TAG == "dagster/is_resume_retry", (
+        "Dagster renamed RESUME_RETRY_TAG: re-executions from failure would no longer continue "
+        "their parent's MLflow run; update iris_assets/dagster_private.py"
+    )
+    assert dagster_private.ASSET_RESUME_RETRY_TAG == "dagster/is_asset_resume_retry", (
+        "Dagster renamed ASSET_RESUME_RETRY_TAG; update iris_assets/dagster_private.py"
+    )
+
+
+def test_engine_event_data_carries_metadata_into_the_event_log(instance):
+    """dagster._core.events.EngineEventData: announcements are engine events with metadata."""
+    from iris_assets.tracking.election import Announcement, announcements
+
+    run = instance.create_run_for_job(job_def=_job())
+    instance.report_engine_event(
+        "probe",
+        run,
+        dagster_private.engine_event_data(
+            {
+                "mlflow_run_candidate": dg.MetadataValue.text("abc123"),
+                "mlflow_tracking_uri": dg.MetadataValue.text("sqlite:///x.db"),
+            }
+        ),
+    )
+    assert announcements(instance, run.run_id) == [Announcement("abc123", "sqlite:///x.db")], (
+        "EngineEventData no longer carries metadata into the event log: the MLflow run election "
+        "reads it there; update iris_assets/dagster_private.py"
+    )
+
+
+@dg.op
+def _first() -> int:
+    return 1
+
+
+@dg.op
+def _second(value: int) -> int:
+    raise RuntimeError("fails on purpose")
+
+
+@dg.op
+def _third(value: int) -> int:
+    return value
+
+
+@dg.job
+def _chain():
+    _third(_second(_first()))
+
+
+def _job() -> dg.JobDefinition:
+    return _chain
+
+
+def test_from_failure_step_keys_are_the_failed_step_and_what_follows(instance):
+    """dagster._core.execution.plan.state.KnownExecutionState.build_resume_retry_reexecution:
+    the steps a from-failure re-execution runs."""
+    result = dg.execute_job(dg.reconstructable(_job), instance=instance, raise_on_error=False)
+    assert not result.success
+    parent = instance.get_run_by_id(result.run_id)
+    try:
+        steps = dagster_private.from_failure_step_keys(instance, parent)
+    except (AttributeError, ImportError, TypeError) as error:
+        pytest.fail(f"KnownExecutionState.build_resume_retry_reexecution changed ({error}); update dagster_private")
+    assert steps == {"_second", "_third"}

@@ -1,0 +1,55 @@
+"""The settings module: the one reader of the environment, and the README's table of it."""
+
+import re
+
+import pytest
+
+from iris_assets import settings
+from iris_harness.environment import REPO_ROOT
+
+
+def test_readme_environment_table_is_the_settings_table():
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = settings.markdown_table()
+    assert table in readme, f"README.md's environment table differs from iris_assets/settings.py; paste:\n{table}"
+
+
+def test_only_the_settings_module_reads_the_environment():
+    readers = []
+    for path in sorted((REPO_ROOT / "iris_assets").rglob("*.py")):
+        if path.name == "settings.py" and path.parent.name == "iris_assets":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if re.search(r"\bos\.(environ|getenv|putenv)\b", line):
+                readers.append(f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}")
+    assert readers == [], "read the environment through iris_assets.settings:\n" + "\n".join(readers)
+
+
+def test_every_setting_is_documented_once():
+    names = [s.name for s in settings.ALL_SETTINGS]
+    assert len(names) == len(set(names))
+    for setting in settings.ALL_SETTINGS:
+        assert setting.meaning and setting.default, setting.name
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("IRIS_SENSOR_INTERVAL_SECONDS", "soon", "a whole number"),
+        ("IRIS_SENSOR_INTERVAL_SECONDS", "0", "a whole number >= 1"),
+        ("IRIS_MAX_CSV_BYTES", "1e9", "a whole number"),
+    ],
+)
+def test_a_bad_value_is_named_with_what_is_allowed(monkeypatch, name, value, allowed):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(settings.SettingError) as error:
+        settings.current()
+    assert f"${name}={value!r}" in str(error.value) and allowed in str(error.value)
+
+
+def test_unset_and_empty_mean_the_default(monkeypatch):
+    monkeypatch.setenv("IRIS_MLFLOW_EXPERIMENT", "")
+    monkeypatch.delenv("IRIS_REGISTERED_MODEL", raising=False)
+    current = settings.current()
+    assert current.experiment == settings.DEFAULT_EXPERIMENT
+    assert current.registered_model == settings.DEFAULT_REGISTERED_MODEL

@@ -1,0 +1,36 @@
+"""Where things are, and the environment every process the tests and benchmarks start gets."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Nothing under the home folder, nothing sent anywhere (as scripts/env.sh).
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DAGSTER_DISABLE_TELEMETRY": "yes",
+    "ORT_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def run_cli(*args: str, expect_ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a command of this environment (dagster, python, ...) with this process's environment."""
+    result = subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=os.getcwd(),
+        env=os.environ.copy(),
+    )
+    if expect_ok and result.returncode != 0:
+        raise AssertionError(
+            f"{args} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n"
+            f"--- stderr\n{result.stderr[-8000:]}"
+        )
+    return result
