@@ -130,8 +130,12 @@ def sample_cell(sample) -> str:
 
 
 def parity_markdown(parity: dict) -> str:
-    lines = ["### Same work: what the graph's and the plain script's MLflow runs hold", "",
-             "| | identical | graph |", "|---|---|---|"]
+    lines = [
+        "### Same work: what the graph's and the plain script's MLflow runs hold",
+        "",
+        "| | identical | graph |",
+        "|---|---|---|",
+    ]
     for key, (same, graph, baseline) in parity.items():
         shown = graph if same else f"graph {graph} / script {baseline}"
         lines.append(f"| {key} | {'yes' if same else '**no**'} | {shown} |")
@@ -140,8 +144,12 @@ def parity_markdown(parity: dict) -> str:
 
 def requests_markdown(requests: dict) -> str:
     graph, baseline = requests["graph"], requests["baseline"]
-    lines = ["### Tracking API requests of one materialisation, by endpoint (MLflow server access log)", "",
-             "| endpoint | graph | plain script |", "|---|---|---|"]
+    lines = [
+        "### Tracking API requests of one materialisation, by endpoint (MLflow server access log)",
+        "",
+        "| endpoint | graph | plain script |",
+        "|---|---|---|",
+    ]
     for endpoint in sorted(set(graph) | set(baseline), key=lambda e: (-graph.get(e, 0), e)):
         lines.append(f"| `{endpoint}` | {graph.get(endpoint, 0)} | {baseline.get(endpoint, 0)} |")
     lines.append(f"| **total** | **{sum(graph.values())}** | **{sum(baseline.values())}** |")

@@ -145,7 +145,7 @@ def main() -> str:
 
     # raw_data
     bunch = load_iris(as_frame=True)
-    frame = bunch.frame.rename(columns=dict(zip(bunch.feature_names, FEATURES)))
+    frame = bunch.frame.rename(columns=dict(zip(bunch.feature_names, FEATURES, strict=True)))
     frame["target"] = frame["target"].astype("int64")
     frame["species"] = frame["target"].map(dict(enumerate(bunch.target_names)))
     source = "sklearn.datasets.load_iris"
@@ -185,9 +185,13 @@ def main() -> str:
         input_example=example,
         serialization_format="skops",
         skops_trusted_types=["sklearn.tree._tree.Tree"],
-        pip_requirements=[f"{n}=={version(n)}" for n in ("mlflow", "scikit-learn", "skops", "numpy", "scipy", "pandas")],
+        pip_requirements=[
+            f"{n}=={version(n)}" for n in ("mlflow", "scikit-learn", "skops", "numpy", "scipy", "pandas")
+        ],
     )
-    importance = dict(sorted(zip(FEATURES, map(float, forest.feature_importances_)), key=lambda i: i[1], reverse=True))
+    importance = dict(
+        sorted(zip(FEATURES, map(float, forest.feature_importances_), strict=True), key=lambda i: i[1], reverse=True)
+    )
     mlflow.log_dict(importance, "feature_importance.json")
     chart = figure()
     axes = chart.subplots()
@@ -204,8 +208,12 @@ def main() -> str:
     # metrics
     predicted = forest.predict(X_test)
     precision, recall, f1, _ = precision_recall_fscore_support(y_test, predicted, average="macro", zero_division=0)
-    scores = {"accuracy": float(accuracy_score(y_test, predicted)), "precision": float(precision),
-              "recall": float(recall), "f1_score": float(f1)}
+    scores = {
+        "accuracy": float(accuracy_score(y_test, predicted)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1_score": float(f1),
+    }
     labels = [0, 1, 2]
     matrix = confusion_matrix(y_test, predicted, labels=labels).tolist()
     report = classification_report(y_test, predicted, labels=labels, target_names=SPECIES, zero_division=0)
@@ -242,8 +250,12 @@ def main() -> str:
 
     # onnx_model_parity (the graph's check computes parity again)
     mismatches, difference = parity(forest, onnx_bytes, X_test)
-    record_check("onnx_parity", mismatches == 0 and difference <= 1e-5,
-                 label_mismatches=mismatches, max_probability_difference=difference)
+    record_check(
+        "onnx_parity",
+        mismatches == 0 and difference <= 1e-5,
+        label_mismatches=mismatches,
+        max_probability_difference=difference,
+    )
 
     # registered_model
     sk_model = client.search_logged_models(
@@ -255,14 +267,18 @@ def main() -> str:
         REGISTERED_MODEL,
         source=f"models:/{sk_model.model_id}",
         run_id=run_id,
-        tags={"accuracy": str(scores["accuracy"]), "f1_score": str(scores["f1_score"]),
-              "onnx_artifact_uri": f"runs:/{run_id}/onnx_model/iris_random_forest.onnx",
-              "onnx_model_uri": f"models:/{onnx_info.model_id}"},
+        tags={
+            "accuracy": str(scores["accuracy"]),
+            "f1_score": str(scores["f1_score"]),
+            "onnx_artifact_uri": f"runs:/{run_id}/onnx_model/iris_random_forest.onnx",
+            "onnx_model_uri": f"models:/{onnx_info.model_id}",
+        },
         model_id=sk_model.model_id,
     )
     champion = promote(client, mine)
-    mlflow.set_tags({"registered_model": f"{REGISTERED_MODEL}/{mine.version}",
-                     "promoted": champion == str(mine.version)})
+    mlflow.set_tags(
+        {"registered_model": f"{REGISTERED_MODEL}/{mine.version}", "promoted": champion == str(mine.version)}
+    )
     mlflow.end_run("FINISHED")
     return run_id
 

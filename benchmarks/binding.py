@@ -40,7 +40,7 @@ class TimedMlflowRun(MlflowRun):
 @dg.asset
 def probe(mlflow: MlflowRun) -> None:
     start = time.perf_counter()
-    mlflow.run_id  # the first use binds: experiment, election, run
+    _ = mlflow.run_id  # the first use binds: experiment, election, run
     _BIND_SECONDS.append(time.perf_counter() - start)
 
 
@@ -57,25 +57,51 @@ def seed(tracking_uri: str, experiment_name: str, count: int, artifact_root: str
         runs, tags, params, metrics = [], [], [], []
         for i in range(start, min(count, start + 1000)):
             run_id, dagster_run = uuid.uuid4().hex, str(uuid.uuid4())
-            runs.append(dict(
-                run_uuid=run_id, name=f"iris_pipeline-{dagster_run[:8]}", source_type="LOCAL",
-                source_name="dagster", entry_point_name="", user_id="bench", status="FINISHED",
-                start_time=now - 60_000 - i, end_time=now - i, source_version="", lifecycle_stage="active",
-                artifact_uri=f"{artifact_root}/{experiment_name}/{run_id}/artifacts",
-                experiment_id=int(experiment_id),
-            ))
-            for key, value in {"dagster_run_id": dagster_run, "dagster_run_ids": dagster_run,
-                               "dagster_job_name": "iris_pipeline", "mlflow.runName": f"iris_pipeline-{dagster_run[:8]}",
-                               "mlflow.source.name": "dagster", "metrics_average": "macro"}.items():
+            runs.append(
+                dict(
+                    run_uuid=run_id,
+                    name=f"iris_pipeline-{dagster_run[:8]}",
+                    source_type="LOCAL",
+                    source_name="dagster",
+                    entry_point_name="",
+                    user_id="bench",
+                    status="FINISHED",
+                    start_time=now - 60_000 - i,
+                    end_time=now - i,
+                    source_version="",
+                    lifecycle_stage="active",
+                    artifact_uri=f"{artifact_root}/{experiment_name}/{run_id}/artifacts",
+                    experiment_id=int(experiment_id),
+                )
+            )
+            for key, value in {
+                "dagster_run_id": dagster_run,
+                "dagster_run_ids": dagster_run,
+                "dagster_job_name": "iris_pipeline",
+                "mlflow.runName": f"iris_pipeline-{dagster_run[:8]}",
+                "mlflow.source.name": "dagster",
+                "metrics_average": "macro",
+            }.items():
                 tags.append(dict(key=key, value=value, run_uuid=run_id))
-            for key, value in {"test_size": "0.2", "split_random_state": "42", "stratified": "True",
-                               "n_estimators": "100", "max_depth": "10", "random_state": "42"}.items():
+            for key, value in {
+                "test_size": "0.2",
+                "split_random_state": "42",
+                "stratified": "True",
+                "n_estimators": "100",
+                "max_depth": "10",
+                "random_state": "42",
+            }.items():
                 params.append(dict(key=key, value=value, run_uuid=run_id))
             for key in ("accuracy", "precision", "recall", "f1_score"):
                 metrics.append(dict(key=key, value=0.9, timestamp=now, step=0, is_nan=False, run_uuid=run_id))
         with store.ManagedSessionMaker() as session:
-            for model, rows in ((SqlRun, runs), (SqlTag, tags), (SqlParam, params),
-                                (SqlMetric, metrics), (SqlLatestMetric, metrics)):
+            for model, rows in (
+                (SqlRun, runs),
+                (SqlTag, tags),
+                (SqlParam, params),
+                (SqlMetric, metrics),
+                (SqlLatestMetric, metrics),
+            ):
                 session.execute(insert(model), rows)
     store.engine.dispose()
 
@@ -114,11 +140,24 @@ def bind_rows(store_label: str, tracking_uri: str, sizes: list[int], repetitions
     rows = []
     for size in sizes[1:]:
         goal = "<= 1.2" if size == sizes[-1] else None
-        rows.append(Row("3. Binding cost", f"{store_label}: bind a step to its MLflow run, {size:,} earlier runs / 0",
-                        binds[size], binds[empty], goal=goal))
+        rows.append(
+            Row(
+                "3. Binding cost",
+                f"{store_label}: bind a step to its MLflow run, {size:,} earlier runs / 0",
+                binds[size],
+                binds[empty],
+                goal=goal,
+            )
+        )
     for size in sizes[1:]:
-        rows.append(Row("3. Binding cost", f"{store_label}: end the MLflow run at teardown, {size:,} earlier runs / 0",
-                        ends[size], ends[empty]))
+        rows.append(
+            Row(
+                "3. Binding cost",
+                f"{store_label}: end the MLflow run at teardown, {size:,} earlier runs / 0",
+                ends[size],
+                ends[empty],
+            )
+        )
     return rows
 
 
@@ -172,13 +211,22 @@ def run(templates: Templates, sizes: list[int], repetitions: int, work_dir: Path
         requests = {}
         for name, args in (("graph", graph_command()), ("baseline", baseline_command())):
             folder, env = templates.fresh()
-            env.update(MLFLOW_TRACKING_URI=url, IRIS_MLFLOW_EXPERIMENT=f"requests-{name}",
-                       IRIS_REGISTERED_MODEL=f"requests-{name}")
+            env.update(
+                MLFLOW_TRACKING_URI=url,
+                IRIS_MLFLOW_EXPERIMENT=f"requests-{name}",
+                IRIS_REGISTERED_MODEL=f"requests-{name}",
+            )
             before = len(server.log())
             run_timed(args, folder, env)
             time.sleep(1)  # let the server flush its last access lines
             requests[name] = count_requests(server.log()[before:])
     counts = {name: Sample(name, [float(sum(c.values()))], unit="requests") for name, c in requests.items()}
-    rows.append(Row("3. Binding cost", "tracking API requests of one whole materialisation / plain script "
-                    "(MLflow server access log)", counts["graph"], counts["baseline"]))
+    rows.append(
+        Row(
+            "3. Binding cost",
+            "tracking API requests of one whole materialisation / plain script (MLflow server access log)",
+            counts["graph"],
+            counts["baseline"],
+        )
+    )
     return rows, requests

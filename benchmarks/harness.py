@@ -166,17 +166,29 @@ class Templates:
         self.dagster_home = root / "template-dagster-home"
         env = base_env()
         subprocess.run(
-            [str(BIN / "python"), "-c", "import sys; from mlflow import MlflowClient; "
-             "MlflowClient(sys.argv[1]).search_experiments()", f"sqlite:///{self.mlflow_db}"],
-            env=env, check=True, capture_output=True,
+            [
+                str(BIN / "python"),
+                "-c",
+                "import sys; from mlflow import MlflowClient; MlflowClient(sys.argv[1]).search_experiments()",
+                f"sqlite:///{self.mlflow_db}",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
         )
         self.dagster_home.mkdir()
         (self.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         subprocess.run(
-            [str(BIN / "python"), "-c", "import dagster as dg; i = dg.DagsterInstance.get(); "
-             "i.get_runs(limit=1); i.get_latest_materialization_event(dg.AssetKey('x')); "
-             "i.all_instigator_state()"],
-            env={**env, "DAGSTER_HOME": str(self.dagster_home)}, check=True, capture_output=True,
+            [
+                str(BIN / "python"),
+                "-c",
+                "import dagster as dg; i = dg.DagsterInstance.get(); "
+                "i.get_runs(limit=1); i.get_latest_materialization_event(dg.AssetKey('x')); "
+                "i.all_instigator_state()",
+            ],
+            env={**env, "DAGSTER_HOME": str(self.dagster_home)},
+            check=True,
+            capture_output=True,
         )
 
     def fresh(self) -> tuple[Path, dict[str, str]]:
@@ -221,4 +233,3 @@ def _mem_total_gib() -> float:
         return psutil.virtual_memory().total / 2**30
     except ImportError:
         return float("nan")
-

@@ -34,10 +34,20 @@ def run(templates: Templates, repetitions: int) -> list[Row]:
     for sample in memory.values():
         sample.unit = "MiB"
     return [
-        Row("2. Load time", "`dagster definitions validate -m iris_assets` / empty `Definitions`, wall time",
-            load["iris_assets"], load["empty"], goal="<= 1.2"),
-        Row("5. Peak memory", "code server (`dagster code-server start -m iris_assets`) / empty `Definitions`, "
-            "peak RSS of the process tree until it answers", memory["iris_assets"], memory["empty"]),
+        Row(
+            "2. Load time",
+            "`dagster definitions validate -m iris_assets` / empty `Definitions`, wall time",
+            load["iris_assets"],
+            load["empty"],
+            goal="<= 1.2",
+        ),
+        Row(
+            "5. Peak memory",
+            "code server (`dagster code-server start -m iris_assets`) / empty `Definitions`, "
+            "peak RSS of the process tree until it answers",
+            memory["iris_assets"],
+            memory["empty"],
+        ),
     ]
 
 
@@ -47,10 +57,15 @@ def code_server_peak(templates: Templates, module: str, settle: float = 2.0) -> 
 
     folder, env = templates.fresh()
     port = free_port()
-    server = Service(f"code-server-{module}", ["dagster", "code-server", "start", "-h", "127.0.0.1",
-                                               "-p", str(port), "-m", module], folder, env)
+    server = Service(
+        f"code-server-{module}",
+        ["dagster", "code-server", "start", "-h", "127.0.0.1", "-p", str(port), "-m", module],
+        folder,
+        env,
+    )
     memory = PeakRss(server.process.pid)
     try:
+
         def answers() -> bool:
             if server.process.poll() is not None:
                 raise RuntimeError(f"code server for {module} exited:\n{server.log()[-3000:]}")

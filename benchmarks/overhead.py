@@ -61,14 +61,32 @@ def run(templates: Templates, repetitions: int, work_dir: Path) -> tuple[list[Ro
     )
     parity = same_work(last_store["graph"], last_store["baseline"])
     rows = [
-        Row("1. Orchestration overhead", "`dagster job execute` (in-process) / plain script, wall time",
-            samples["graph"], samples["baseline"], goal="<= 1.15"),
-        Row("1. Orchestration overhead", "`dagster job execute` (multiprocess, forkserver) / plain script, wall time",
-            samples["multiprocess"], samples["baseline"], goal="<= 2"),
-        Row("5. Peak memory", "run command (in-process) / plain script, peak RSS of the process tree",
-            memory["graph"], memory["baseline"]),
-        Row("5. Peak memory", "run command (multiprocess) / plain script, peak RSS summed over the process tree",
-            memory["multiprocess"], memory["baseline"]),
+        Row(
+            "1. Orchestration overhead",
+            "`dagster job execute` (in-process) / plain script, wall time",
+            samples["graph"],
+            samples["baseline"],
+            goal="<= 1.15",
+        ),
+        Row(
+            "1. Orchestration overhead",
+            "`dagster job execute` (multiprocess, forkserver) / plain script, wall time",
+            samples["multiprocess"],
+            samples["baseline"],
+            goal="<= 2",
+        ),
+        Row(
+            "5. Peak memory",
+            "run command (in-process) / plain script, peak RSS of the process tree",
+            memory["graph"],
+            memory["baseline"],
+        ),
+        Row(
+            "5. Peak memory",
+            "run command (multiprocess) / plain script, peak RSS summed over the process tree",
+            memory["multiprocess"],
+            memory["baseline"],
+        ),
     ]
     return rows, parity
 

@@ -87,20 +87,38 @@ def run(single_calls: int, batch_repetitions: int, batch_rows: int = 10_000) -> 
     single = latencies(functions, one_frame, one_array, single_calls)
     batch = latencies_blocks(functions, batch_frame, batch_array, batch_repetitions)
     p99 = {name: Sample(f"{name} p99", [s.percentile(99)], unit="ms") for name, s in single.items()}
-    rows_per_s = {name: Sample(name, [batch_rows / (v / 1000) for v in s.values], unit="rows/s")
-                  for name, s in batch.items()}
+    rows_per_s = {
+        name: Sample(name, [batch_rows / (v / 1000) for v in s.values], unit="rows/s") for name, s in batch.items()
+    }
     return [
-        Row("4. Serving", "single row p50: scikit-learn / project API (times faster)", single["sklearn"],
-            single["api"], goal=">= 100"),
-        Row("4. Serving", "single row p99: scikit-learn / project API (times faster)", p99["sklearn"],
-            p99["api"]),
-        Row("4. Serving", "single row p50: project API / bare onnxruntime", single["api"], single["onnxruntime"],
-            goal="<= 1.5"),
+        Row(
+            "4. Serving",
+            "single row p50: scikit-learn / project API (times faster)",
+            single["sklearn"],
+            single["api"],
+            goal=">= 100",
+        ),
+        Row("4. Serving", "single row p99: scikit-learn / project API (times faster)", p99["sklearn"], p99["api"]),
+        Row(
+            "4. Serving",
+            "single row p50: project API / bare onnxruntime",
+            single["api"],
+            single["onnxruntime"],
+            goal="<= 1.5",
+        ),
         Row("4. Serving", "single row p99: project API / bare onnxruntime", p99["api"], p99["onnxruntime"]),
-        Row("4. Serving", f"{batch_rows:,}-row batch throughput: project API / scikit-learn (times faster)",
-            rows_per_s["api"], rows_per_s["sklearn"]),
-        Row("4. Serving", f"{batch_rows:,}-row batch throughput: bare onnxruntime / project API",
-            rows_per_s["onnxruntime"], rows_per_s["api"]),
+        Row(
+            "4. Serving",
+            f"{batch_rows:,}-row batch throughput: project API / scikit-learn (times faster)",
+            rows_per_s["api"],
+            rows_per_s["sklearn"],
+        ),
+        Row(
+            "4. Serving",
+            f"{batch_rows:,}-row batch throughput: bare onnxruntime / project API",
+            rows_per_s["onnxruntime"],
+            rows_per_s["api"],
+        ),
     ]
 
 

@@ -89,7 +89,10 @@ class Settings:
     """The project settings of one environment, parsed; ``None`` where unset and derived."""
 
     state_dir: Path = _setting(
-        "IRIS_STATE_DIR", "`.iris_state/`", "local state folder: embedded MLflow store, Dagster home, landing folder", _path
+        "IRIS_STATE_DIR",
+        "`.iris_state/`",
+        "local state folder: embedded MLflow store, Dagster home, landing folder",
+        _path,
     )
     tracking_uri: Optional[str] = _setting(
         "MLFLOW_TRACKING_URI", "`sqlite:///.iris_state/mlflow.db`", "MLflow tracking store", _non_empty
@@ -126,11 +129,12 @@ class Settings:
         _int_at_least(1),
     )
     retrain_cron: str = _setting("IRIS_RETRAIN_CRON", "`0 3 * * *`", "the retraining schedule's cron", _non_empty)
-    retrain_timezone: str = _setting(
-        "IRIS_RETRAIN_TIMEZONE", "`UTC`", "the retraining schedule's timezone", _non_empty
-    )
+    retrain_timezone: str = _setting("IRIS_RETRAIN_TIMEZONE", "`UTC`", "the retraining schedule's timezone", _non_empty)
     max_csv_bytes: int = _setting(
-        "IRIS_MAX_CSV_BYTES", "`67108864` (64 MiB)", "largest data file `raw_data` and the sensor accept", _int_at_least(1)
+        "IRIS_MAX_CSV_BYTES",
+        "`67108864` (64 MiB)",
+        "largest data file `raw_data` and the sensor accept",
+        _int_at_least(1),
     )
     dagster_home: Optional[Path] = _setting(
         "DAGSTER_HOME",
@@ -241,7 +245,7 @@ def current() -> Settings:
 @lru_cache(maxsize=16)
 def _parsed(values: tuple[Optional[str], ...]) -> Settings:
     return Settings.from_environ(
-        {setting.name: value for setting, value in zip(PROJECT_SETTINGS, values) if value is not None}
+        {setting.name: value for setting, value in zip(PROJECT_SETTINGS, values, strict=True) if value is not None}
     )
 
 

@@ -90,9 +90,7 @@ def test_a_run_requested_by_the_sensor_trains_on_its_file(tmp_path, monkeypatch,
     run = only_run(tracking_uri)
     assert run.data.tags[LANDING_FILE_TAG] == request.tags[LANDING_FILE_TAG]
     assert run.data.tags[LANDING_DIGEST_TAG] == request.run_key
-    confusion = json.loads(
-        open(only_run_artifact(tracking_uri, run.info.run_id, "confusion_matrix.json")).read()
-    )
+    confusion = json.loads(open(only_run_artifact(tracking_uri, run.info.run_id, "confusion_matrix.json")).read())
     assert sum(map(sum, confusion["matrix"])) == 15  # 20% of 75 rows
 
 
@@ -222,14 +220,14 @@ def test_the_sensor_leaves_runs_in_progress_alone(instance, tracking_uri):
     client = MlflowClient(tracking_uri)
     client.update_run(run.info.run_id, status="RUNNING")  # as if a retry had just reopened it
     retry = instance.create_run_for_job(
-        job_def=iris_pipeline(), tags={"dagster/is_resume_retry": "true"}, parent_run_id=failed.run_id,
+        job_def=iris_pipeline(),
+        tags={"dagster/is_resume_retry": "true"},
+        parent_run_id=failed.run_id,
         root_run_id=failed.run_id,
     )
     client.set_tag(run.info.run_id, "dagster_run_ids", f"{failed.run_id} {retry.run_id}")
     failed_run = instance.get_run_by_id(failed.run_id)
-    with _sensor_context(
-        instance, failed_run, dg.DagsterEventType.RUN_FAILURE, close_mlflow_run_on_failure
-    ) as context:
+    with _sensor_context(instance, failed_run, dg.DagsterEventType.RUN_FAILURE, close_mlflow_run_on_failure) as context:
         close_mlflow_run_on_failure(context)
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
 

@@ -30,7 +30,7 @@ def test_quick_benchmarks_fill_the_table(tmp_path, monkeypatch):
     rows = ROW.findall(table)
     per_section = {section: sum(1 for s, _, _ in rows if s == section) for section in EXPECTED_ROWS}
     assert per_section == EXPECTED_ROWS, table
-    for section, figure, ratio in rows:
+    for _section, figure, ratio in rows:
         assert math.isfinite(float(ratio.replace(",", ""))) and float(ratio.replace(",", "")) > 0, (figure, ratio)
     # Every median in the row is a finite number too.
     for line in table.splitlines():

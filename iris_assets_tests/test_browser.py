@@ -26,8 +26,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.servers]
 
 # The network is closed: nothing that phones home, no sandbox (root in a container).
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 RUN_TIMEOUT_MS = 240_000
 # The run page's status tag once a run is over.

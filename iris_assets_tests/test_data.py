@@ -48,7 +48,10 @@ def test_raw_data_from_a_local_csv(tmp_path, instance, tracking_uri):
     [
         (lambda f: f.drop(columns=["petal_width"]), "missing ['petal_width']"),
         (lambda f: f.assign(colour="red"), "unexpected ['colour']"),
-        (lambda f: f.assign(sepal_length="long"), "'sepal_length' must hold numbers (finite, >= 0, in cm); row 1 has 'long'"),
+        (
+            lambda f: f.assign(sepal_length="long"),
+            "'sepal_length' must hold numbers (finite, >= 0, in cm); row 1 has 'long'",
+        ),
         (lambda f: f.assign(species="rose"), "unknown species ['rose']"),
         (lambda f: f[f.species == "setosa"], "needs at least two species"),
         (lambda f: f.iloc[:0], "has a header but no rows"),

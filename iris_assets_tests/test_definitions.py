@@ -48,9 +48,7 @@ def test_asset_graph_snapshot():
 
 
 def test_automation_snapshot():
-    assert {s.name: s.default_status for s in defs.schedules} == {
-        "iris_retraining": dg.DefaultScheduleStatus.STOPPED
-    }
+    assert {s.name: s.default_status for s in defs.schedules} == {"iris_retraining": dg.DefaultScheduleStatus.STOPPED}
     assert {s.name for s in defs.sensors} == {
         "new_iris_data",
         "close_mlflow_run_on_failure",
@@ -61,8 +59,7 @@ def test_automation_snapshot():
 
 def test_hyperparameter_defaults_are_the_original_ones():
     config_fields = {
-        name: defs.resolve_job_def("iris_pipeline").run_config_schema.config_type.fields["ops"]
-        .config_type.fields[name]
+        name: defs.resolve_job_def("iris_pipeline").run_config_schema.config_type.fields["ops"].config_type.fields[name]
         for name in ("model", "splits", "onnx_model")
     }
     model_fields = config_fields["model"].config_type.fields["config"].config_type.fields
@@ -113,9 +110,7 @@ def test_every_entry_point_loads_the_code_location(target, dagster_home):
 
 
 def _dg(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "dg"), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([str(BIN / "dg"), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def test_dg_check_and_list_defs(dagster_home):
@@ -133,4 +128,3 @@ def test_dg_launch_materialises_the_whole_graph_as_one_mlflow_run(dagster_home, 
     launched = _dg("launch", "--assets", "*", timeout=600)
     assert launched.returncode == 0, (launched.stdout + launched.stderr)[-4000:]
     assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
-

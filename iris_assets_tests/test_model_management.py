@@ -19,7 +19,6 @@ from iris_harness.runs import iris_pipeline
 MODEL = "iris-random-forest"
 
 
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """Two pipeline runs: the defaults, then a deliberately weak forest (gate lowered)."""
@@ -55,7 +54,8 @@ def _client(registry):
 
 def _version_of(registry, dagster_run_id):
     (version,) = [
-        v for v in _client(registry).search_model_versions(f"name = '{MODEL}'")
+        v
+        for v in _client(registry).search_model_versions(f"name = '{MODEL}'")
         if v.tags.get("dagster_run_id") == dagster_run_id
     ]
     return version
@@ -113,15 +113,16 @@ def test_concurrent_promotions_leave_the_better_version_champion(registry):
         best_so_far = float(client.get_model_version_by_alias(MODEL, CHAMPION).tags["accuracy"])
         better, worse = [
             client.create_model_version(
-                MODEL, source.source, run_id=source.run_id,
+                MODEL,
+                source.source,
+                run_id=source.run_id,
                 tags={"accuracy": str(best_so_far + delta), "f1_score": "0.5"},
             ).version
             for delta in (0.002, 0.001)
         ]
         barrier = context.Barrier(2)
         workers = [
-            context.Process(target=_concurrent_promote, args=(registry["uri"], v, barrier))
-            for v in (worse, better)
+            context.Process(target=_concurrent_promote, args=(registry["uri"], v, barrier)) for v in (worse, better)
         ]
         for worker in workers:
             worker.start()
@@ -212,7 +213,7 @@ def test_predict_json_from_stdin_with_a_run(registry):
     [
         ([], "[[5.1, 3.5, 1.4]]", "row 1: has 3 values, expected 4"),
         ([], "5.1,3.5,1.4,0.2,9\n", "row 1: has 5 values, expected 4"),
-        ([], "[[5.1, 3.5, \"wide\", 0.2]]", "row 1: petal_length = 'wide' is not a number"),
+        ([], '[[5.1, 3.5, "wide", 0.2]]', "row 1: petal_length = 'wide' is not a number"),
         ([], "5.1,3.5,,0.2\n", "row 1: petal_length is missing"),
         ([], "[[5.1, 3.5, null, 0.2]]", "row 1: petal_length is missing"),
         ([], "[[5.1, 3.5, NaN, 0.2]]", "row 1: petal_length = nan is not a finite number"),
@@ -221,8 +222,18 @@ def test_predict_json_from_stdin_with_a_run(registry):
         (["--model", "runs:/0123456789abcdef"], "[[5.1, 3.5, 1.4, 0.2]]", "runs:/0123456789abcdef"),
         (["--model", "missing.onnx"], "[[5.1, 3.5, 1.4, 0.2]]", "'missing.onnx': no such file"),
     ],
-    ids=["3 columns", "5 columns", "non-numeric", "empty cell", "null", "NaN", "unknown model",
-         "unknown alias", "unknown run", "missing file"],
+    ids=[
+        "3 columns",
+        "5 columns",
+        "non-numeric",
+        "empty cell",
+        "null",
+        "NaN",
+        "unknown model",
+        "unknown alias",
+        "unknown run",
+        "missing file",
+    ],
 )
 def test_predict_bad_input_is_a_clear_error(registry, args, stdin, message):
     result = _predict(registry, *args, "-", stdin=stdin)
@@ -233,9 +244,7 @@ def test_predict_bad_input_is_a_clear_error(registry, args, stdin, message):
 
 def test_parse_rows_accepts_both_formats():
     assert parse_rows("5.1,3.5,1.4,0.2\n") == [[5.1, 3.5, 1.4, 0.2]]
-    assert parse_rows("petal_width,petal_length,sepal_width,sepal_length\n0.2,1.4,3.5,5.1\n") == [
-        [5.1, 3.5, 1.4, 0.2]
-    ]
+    assert parse_rows("petal_width,petal_length,sepal_width,sepal_length\n0.2,1.4,3.5,5.1\n") == [[5.1, 3.5, 1.4, 0.2]]
     assert parse_rows('{"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_width": 4}') == [
         [1.0, 2.0, 3.0, 4.0]
     ]

@@ -20,7 +20,6 @@ from iris_harness.runs import iris_pipeline
 ALL_ASSETS = defs.resolve_asset_graph().get_all_asset_keys()
 
 
-
 def test_job_in_process_python_api(instance, tracking_uri):
     result = dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance)
     assert result.success
@@ -37,9 +36,7 @@ def test_job_in_process_python_api(instance, tracking_uri):
         assert metadata["mlflow_run_id"].value == run.info.run_id
         assert metadata["mlflow_run_url"].value.endswith(f"/runs/{run.info.run_id}")
     metrics = instance.get_latest_materialization_event(dg.AssetKey("metrics"))
-    assert metrics.asset_materialization.metadata["accuracy"].value == pytest.approx(
-        run.data.metrics["accuracy"]
-    )
+    assert metrics.asset_materialization.metadata["accuracy"].value == pytest.approx(run.data.metrics["accuracy"])
     raw = instance.get_latest_materialization_event(dg.AssetKey("raw_data"))
     assert raw.asset_materialization.metadata["dagster/row_count"].value == 150
 
@@ -67,9 +64,7 @@ def test_multiprocess_executor_with_readme_config(dagster_home, tracking_uri, tm
     config["execution"] = {"config": {"multiprocess": {"max_concurrent": 2}}}
     config_file = tmp_path / "run_config.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    result = run_cli(
-        "dagster", "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(config_file)
-    )
+    result = run_cli("dagster", "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(config_file))
     assert "Launching subprocess" in result.stderr or "STEP_WORKER_STARTED" in result.stderr
     assert_complete_iris_run(tracking_uri, only_run(tracking_uri), n_estimators=50, max_depth=3)
 
@@ -140,9 +135,7 @@ def test_partial_materialisation_records_upstream_runs(instance, tracking_uri):
     full = dg.materialize(defs.assets, resources=defs.resources, instance=instance)
     assert full.success
     (first,) = runs_of(tracking_uri)
-    partial = dg.materialize(
-        defs.assets, resources=defs.resources, instance=instance, selection=["metrics"]
-    )
+    partial = dg.materialize(defs.assets, resources=defs.resources, instance=instance, selection=["metrics"])
     assert partial.success
     (second,) = [r for r in runs_of(tracking_uri) if r.info.run_id != first.info.run_id]
     assert second.info.status == "FINISHED"
@@ -180,7 +173,15 @@ def test_mistyped_config_is_refused_before_anything_runs(dagster_home, tracking_
     config = tmp_path / "bad.yaml"
     config.write_text(json.dumps({"ops": {"model": {"config": {"n_estimators": "many"}}}}))
     result = run_cli(
-        "dagster", "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(config),
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "iris_assets",
+        "-j",
+        "iris_pipeline",
+        "-c",
+        str(config),
         expect_ok=False,
     )
     assert result.returncode != 0

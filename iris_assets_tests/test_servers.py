@@ -18,9 +18,7 @@ def test_materialize_all_through_the_webserver_graphql_api(tmp_path, dagster_hom
     """The mutation the UI's "Materialize all" sends, for the implicit asset job."""
     # Launch immediately instead of queueing for a daemon (the daemon path is tested below).
     with open(f"{dagster_home}/dagster.yaml", "a") as config:
-        config.write(
-            "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
-        )
+        config.write("run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n")
     port = free_port()
     webserver = dagster_webserver(tmp_path, port)
     try:
@@ -62,7 +60,9 @@ def test_daemon_runs_the_sensor_and_the_schedule(tmp_path, instance, tracking_ur
         "IRIS_RETRAIN_CRON": "* * * * *",  # a real tick within a minute
     }
     # The schedule is stopped by default: start it the way a user would.
-    Service("schedule-start", ["dagster", "schedule", "start", "iris_retraining", "-w", "workspace.yaml"], tmp_path, env).process.wait(120)
+    Service(
+        "schedule-start", ["dagster", "schedule", "start", "iris_retraining", "-w", "workspace.yaml"], tmp_path, env
+    ).process.wait(120)
 
     daemon = Service("daemon", ["dagster-daemon", "run", "-w", "workspace.yaml"], tmp_path, env)
     try:
@@ -75,8 +75,9 @@ def test_daemon_runs_the_sensor_and_the_schedule(tmp_path, instance, tracking_ur
         )
         scheduled = wait_until(
             lambda: [
-                r for r in instance.get_runs() if r.tags.get("dagster/schedule_name") == "iris_retraining"
-                and r.is_finished
+                r
+                for r in instance.get_runs()
+                if r.tags.get("dagster/schedule_name") == "iris_retraining" and r.is_finished
             ],
             timeout=180,
             what="a scheduled run to finish",
@@ -100,7 +101,9 @@ def test_daemon_runs_the_sensor_and_the_schedule(tmp_path, instance, tracking_ur
     for name, test_rows in (("half.csv", 15), ("third.csv", 10)):
         run = by_file[name]
         assert run.info.status == "FINISHED"
-        matrix = json.load(open(MlflowClient(tracking_uri).download_artifacts(run.info.run_id, "confusion_matrix.json")))
+        matrix = json.load(
+            open(MlflowClient(tracking_uri).download_artifacts(run.info.run_id, "confusion_matrix.json"))
+        )
         assert sum(map(sum, matrix["matrix"])) == test_rows
 
     # The scheduled run is one MLflow run carrying the schedule's tags.

@@ -91,9 +91,14 @@ def mlflow_server(log_dir: Path, port: int) -> Service:
     server = Service(
         "mlflow",
         [
-            "mlflow", "server", "--host=127.0.0.1", f"--port={port}", "--workers=1",
+            "mlflow",
+            "server",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--workers=1",
             f"--backend-store-uri=sqlite:///{log_dir / 'mlflow-server.db'}",
-            "--serve-artifacts", f"--artifacts-destination={log_dir / 'mlartifacts'}",
+            "--serve-artifacts",
+            f"--artifacts-destination={log_dir / 'mlartifacts'}",
             f"--allowed-hosts=127.0.0.1:{port}",
         ],
         log_dir,

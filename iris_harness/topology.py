@@ -207,7 +207,9 @@ class Topology:
         """The deployment's Dagster instance (PostgreSQL storage), as the services see it."""
         import dagster as dg
 
-        saved = {key: os.environ.get(key) for key in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL", "DAGSTER_MAX_CONCURRENT_RUNS")}
+        saved = {
+            key: os.environ.get(key) for key in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL", "DAGSTER_MAX_CONCURRENT_RUNS")
+        }
         os.environ.update({key: self.env[key] for key in saved})
         try:
             return dg.DagsterInstance.from_config(str(self.home))
@@ -222,4 +224,3 @@ class Topology:
         from iris_assets.tracking.store import mlflow_client
 
         return mlflow_client(self.mlflow_url)
-

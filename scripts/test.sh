@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install, then run the whole test suite (real sqlite MLflow stores, real Dagster
-# instances in temporary folders). Extra arguments go to pytest.
+# Install, run the static checks, then the whole test suite (real sqlite MLflow
+# stores, real Dagster instances in temporary folders). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+bash scripts/check.sh
 # Debian packages the tests drive, installed when missing (as root with apt-get);
 # otherwise the tests that need them fail and say so.
 apt_install_missing() {  # command package

@@ -27,9 +27,7 @@ def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: M
     """The Iris table: 150 rows, four measurements (cm), integer target and species name."""
     table = load_iris_csv(config.csv_path) if config.csv_path else load_bundled_iris()
     counts = table.frame["species"].value_counts().reindex(SPECIES, fill_value=0)
-    digest = mlflow.log_dataset(
-        table.frame, name="iris_raw", context="raw", source=table.source, targets="target"
-    )
+    digest = mlflow.log_dataset(table.frame, name="iris_raw", context="raw", source=table.source, targets="target")
     return dg.Output(
         table,
         metadata={
@@ -57,9 +55,7 @@ def splits(
         random_state=config.random_state,
         stratify=frame["target"],
     )
-    mlflow.log_params(
-        {"test_size": config.test_size, "split_random_state": config.random_state, "stratified": True}
-    )
+    mlflow.log_params({"test_size": config.test_size, "split_random_state": config.random_state, "stratified": True})
     digests = {
         context: mlflow.log_dataset(
             X.assign(target=y), name=f"iris_{part}", context=context, source=raw_data.source, targets="target"

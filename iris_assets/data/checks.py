@@ -34,6 +34,7 @@ RAW_DATA_CHECKS = ["schema", "no_missing_values", "value_ranges", "class_balance
                 f"Every measurement lies within {MEASUREMENT_RANGE_CM} cm.",
                 f"The smallest class is at least {MIN_CLASS_RATIO:.0%} of the largest.",
             ],
+            strict=True,
         )
     ]
 )
@@ -42,9 +43,7 @@ def raw_data_checks(raw_data: IrisTable, mlflow: MlflowRun):
 
     frame = raw_data.frame
     expected = [*FEATURES, "target", "species"]
-    schema_ok = list(frame.columns) == expected and all(
-        pd.api.types.is_numeric_dtype(frame[c]) for c in FEATURES
-    )
+    schema_ok = list(frame.columns) == expected and all(pd.api.types.is_numeric_dtype(frame[c]) for c in FEATURES)
     missing = int(frame.isna().sum().sum())
     low, high = MEASUREMENT_RANGE_CM
     out_of_range = int(((frame[FEATURES] <= low) | (frame[FEATURES] >= high)).sum().sum())

@@ -48,7 +48,7 @@ def load_bundled_iris() -> IrisTable:
     from sklearn.datasets import load_iris
 
     bunch = load_iris(as_frame=True)
-    frame = bunch.frame.rename(columns=dict(zip(bunch.feature_names, FEATURES)))
+    frame = bunch.frame.rename(columns=dict(zip(bunch.feature_names, FEATURES, strict=True)))
     frame["target"] = frame["target"].astype("int64")
     frame["species"] = frame["target"].map(dict(enumerate(bunch.target_names)))
     return IrisTable(frame=frame, source="sklearn.datasets.load_iris")
@@ -86,9 +86,7 @@ def validate_iris_frame(frame: "pd.DataFrame", name: str) -> "pd.DataFrame":
     missing = [c for c in CSV_COLUMNS if c not in columns]
     extra = [c for c in columns if c not in CSV_COLUMNS]
     if missing or extra:
-        raise IrisDataError(
-            f"{name}: columns must be exactly {CSV_COLUMNS}; missing {missing}, unexpected {extra}"
-        )
+        raise IrisDataError(f"{name}: columns must be exactly {CSV_COLUMNS}; missing {missing}, unexpected {extra}")
     if frame.empty:
         raise IrisDataError(f"{name}: has a header but no rows")
     for column in FEATURES:

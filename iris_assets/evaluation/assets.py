@@ -18,14 +18,12 @@ AVERAGE = "macro"
 def confusion_matrix_markdown(labels: list[str], matrix: list[list[int]]) -> str:
     header = "| actual \\ predicted | " + " | ".join(labels) + " |"
     rule = "|---" * (len(labels) + 1) + "|"
-    rows = [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels, matrix)]
+    rows = [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels, matrix, strict=True)]
     return "\n".join([header, rule, *rows])
 
 
 @dg.asset(group_name="iris", kinds={"scikitlearn", "mlflow"})
-def metrics(
-    context: dg.AssetExecutionContext, model: Classifier, splits: Splits, mlflow: MlflowRun
-) -> dg.Output[dict]:
+def metrics(context: dg.AssetExecutionContext, model: Classifier, splits: Splits, mlflow: MlflowRun) -> dg.Output[dict]:
     """Accuracy, and macro-averaged precision, recall and F1 of the model on the test split."""
     from sklearn.metrics import (
         accuracy_score,
@@ -61,9 +59,7 @@ def metrics(
         metadata={
             **{name: dg.MetadataValue.float(value) for name, value in scores.items()},
             "test_rows": len(splits.X_test),
-            "confusion_matrix": dg.MetadataValue.md(
-                confusion_matrix_markdown(splits.class_names, matrix)
-            ),
+            "confusion_matrix": dg.MetadataValue.md(confusion_matrix_markdown(splits.class_names, matrix)),
             "confusion_matrix_image": dg.MetadataValue.md(markdown_image(picture, "confusion matrix")),
             **mlflow.link(context),
         },

@@ -37,7 +37,7 @@ def _csv_rows(text: str) -> list[Any]:
         header = [cell.strip() for cell in rows[0]]
         if sorted(header) != sorted(FEATURES):
             raise PredictionError(f"CSV header {header} must name exactly the columns {FEATURES}")
-        return [dict(zip(header, row)) if len(row) == len(header) else row for row in rows[1:]]
+        return [dict(zip(header, row, strict=True)) if len(row) == len(header) else row for row in rows[1:]]
     return rows
 
 
@@ -62,7 +62,7 @@ def _validated(row: Any, number: int) -> list[float]:
         count = len(row) if isinstance(row, list) else "not a list of"
         raise PredictionError(f"row {number}: has {count} values, expected {len(FEATURES)} {FEATURES}")
     values = []
-    for name, value in zip(FEATURES, row):
+    for name, value in zip(FEATURES, row, strict=True):
         if value is None or (isinstance(value, str) and not value.strip()):
             raise PredictionError(f"row {number}: {name} is missing")
         if isinstance(value, bool) or not _is_number(value):
@@ -86,13 +86,13 @@ def format_predictions(predictions: Predictions, as_json: bool) -> str:
     if as_json:
         return json.dumps(
             [
-                {"species": species, "probabilities": dict(zip(SPECIES, map(float, row)))}
-                for species, row in zip(predictions.species, predictions.probabilities)
+                {"species": species, "probabilities": dict(zip(SPECIES, map(float, row), strict=False))}
+                for species, row in zip(predictions.species, predictions.probabilities, strict=True)
             ],
             indent=2,
         )
     lines = [",".join(["species", *SPECIES])]
-    for species, row in zip(predictions.species, predictions.probabilities):
+    for species, row in zip(predictions.species, predictions.probabilities, strict=True):
         lines.append(",".join([species, *(f"{p:.4f}" for p in row)]))
     return "\n".join(lines)
 
@@ -106,7 +106,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default="models:/iris-random-forest@champion",
         help="a .onnx file, runs:/<run_id>, or models:/<name>@<alias> (default: %(default)s)",
     )
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the embedded store)")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the embedded store)"
+    )
     parser.add_argument("--format", choices=["auto", "csv", "json"], default="auto", help="input format")
     parser.add_argument("--json", action="store_true", help="print JSON instead of CSV")
     parser.add_argument("input", help="a CSV or JSON file of measurements, or - for standard input")

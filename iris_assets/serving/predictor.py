@@ -44,7 +44,9 @@ class IrisOnnxPredictor:
     def predict(self, rows) -> Predictions:
         features = self._np.asarray(rows, dtype=self._np.float32)
         if features.ndim != 2 or features.shape[1] != len(FEATURES):
-            raise PredictionError(f"expected rows of {len(FEATURES)} measurements {FEATURES}, got shape {features.shape}")
+            raise PredictionError(
+                f"expected rows of {len(FEATURES)} measurements {FEATURES}, got shape {features.shape}"
+            )
         labels, probabilities = self._session.run(None, {self._input: features})
         return Predictions([self.class_names[int(i)] for i in labels], probabilities)
 
@@ -53,7 +55,9 @@ def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:
     if not reference.startswith(("runs:/", "models:/")):
         path = Path(reference)
         if not path.is_file():
-            raise PredictionError(f"model {reference!r}: no such file (give a .onnx file, runs:/<run_id> or models:/<name>@<alias>)")
+            raise PredictionError(
+                f"model {reference!r}: no such file (give a .onnx file, runs:/<run_id> or models:/<name>@<alias>)"
+            )
         return path.read_bytes()
 
     from mlflow import MlflowClient

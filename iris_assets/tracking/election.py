@@ -88,9 +88,7 @@ class Binding:
         return self.config.run_url(self.experiment_id, self.run_id)
 
 
-def bind(
-    config: TrackingConfig, instance: dg.DagsterInstance, dagster_run: dg.DagsterRun, log=None
-) -> Binding:
+def bind(config: TrackingConfig, instance: dg.DagsterInstance, dagster_run: dg.DagsterRun, log=None) -> Binding:
     """Elect (or continue) the MLflow run of ``dagster_run`` and record this Dagster run on it."""
     client, experiment_id = open_experiment(config)
     announced = announced_mlflow_runs(instance, dagster_run.run_id)
@@ -112,8 +110,7 @@ def bind(
     run = _record_dagster_run(client, run_id, dagster_run)
     if log is not None:
         log.info(
-            f"MLflow run {run_id} in experiment {run.info.experiment_id} "
-            f"({without_credentials(config.tracking_uri)})"
+            f"MLflow run {run_id} in experiment {run.info.experiment_id} ({without_credentials(config.tracking_uri)})"
         )
     return Binding(
         client=client,

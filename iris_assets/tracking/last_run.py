@@ -1,6 +1,6 @@
 """Print the latest MLflow run of the pipeline's experiment and how to open both UIs.
 
-    python -m iris_assets.tracking.last_run
+python -m iris_assets.tracking.last_run
 """
 
 import sys

@@ -86,8 +86,12 @@ class MlflowRun(dg.ConfigurableResource):
     # Credentials of a tracking server: give them as dg.EnvVar (see
     # credentials_from_environment), so config and event logs hold the variable's
     # name, never its value.
-    tracking_username: Optional[str] = Field(default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_USERNAME').")
-    tracking_password: Optional[str] = Field(default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_PASSWORD').")
+    tracking_username: Optional[str] = Field(
+        default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_USERNAME')."
+    )
+    tracking_password: Optional[str] = Field(
+        default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_PASSWORD')."
+    )
     tracking_token: Optional[str] = Field(default=None, description="Set with dg.EnvVar('MLFLOW_TRACKING_TOKEN').")
 
     _init_context: Optional[dg.InitResourceContext] = PrivateAttr(default=None)

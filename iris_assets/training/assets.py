@@ -80,7 +80,7 @@ def model(
     )
     importance = dict(
         sorted(
-            zip(FEATURES, (float(v) for v in forest.feature_importances_)),
+            zip(FEATURES, (float(v) for v in forest.feature_importances_), strict=True),
             key=lambda item: item[1],
             reverse=True,
         )

@@ -54,7 +54,9 @@ def outcome(request):
             "passed": bool(report and report.passed),
             "seconds": time.monotonic() - recorded.started,
             "notes": recorded.notes,
-            "doc": (request.node.function.__doc__ or "").strip().splitlines()[0] if request.node.function.__doc__ else case,
+            "doc": (request.node.function.__doc__ or "").strip().splitlines()[0]
+            if request.node.function.__doc__
+            else case,
             "module": request.node.module.__name__.rsplit(".", 1)[-1],
         }
     )

@@ -37,7 +37,10 @@ def _split(**config):
 RUN_CONFIG_CASES = {
     "n_estimators negative": (_model(n_estimators=-5), ["n_estimators", "-5", "greater than 0"]),
     "n_estimators zero": (_model(n_estimators=0), ["n_estimators", "greater than 0"]),
-    "n_estimators huge": (_model(n_estimators=10**12), ["n_estimators", "1000000000000", "less than or equal to 10000"]),
+    "n_estimators huge": (
+        _model(n_estimators=10**12),
+        ["n_estimators", "1000000000000", "less than or equal to 10000"],
+    ),
     "n_estimators non-integer": (_model(n_estimators=2.5), ["n_estimators", "2.5", "Int"]),
     "n_estimators a string": (_model(n_estimators="many"), ["n_estimators", "many", "Int"]),
     "max_depth zero": (_model(max_depth=0), ["max_depth", "greater than 0"]),
@@ -81,7 +84,10 @@ DATA_FILE_CASES = {
         lambda d: _csv(d / "f.csv", _frame().assign(petal_length="long")),
         "'petal_length' must hold numbers (finite, >= 0, in cm); row 1 has 'long'",
     ),
-    "unknown label": (lambda d: _csv(d / "f.csv", _frame().replace({"species": {"setosa": "rose"}})), "unknown species ['rose']"),
+    "unknown label": (
+        lambda d: _csv(d / "f.csv", _frame().replace({"species": {"setosa": "rose"}})),
+        "unknown species ['rose']",
+    ),
     "one class only": (lambda d: _csv(d / "f.csv", _frame().iloc[:50]), "needs at least two species"),
     "empty file": (lambda d: _bytes(d / "f.csv", b""), "cannot be read as CSV"),
     "header only": (lambda d: _bytes(d / "f.csv", ",".join(CSV_COLUMNS).encode() + b"\n"), "has a header but no rows"),
@@ -91,7 +97,10 @@ DATA_FILE_CASES = {
     ),
     "very large file": (lambda d: _sparse(d / "f.csv", 4 * 1024**3), "an Iris CSV may hold at most"),
     "a directory": (lambda d: (d / "f.csv").mkdir() or str(d / "f.csv"), "is not a regular file"),
-    "a dangling link": (lambda d: (d / "f.csv").symlink_to(d / "gone.csv") or str(d / "f.csv"), "dangling symbolic link"),
+    "a dangling link": (
+        lambda d: (d / "f.csv").symlink_to(d / "gone.csv") or str(d / "f.csv"),
+        "dangling symbolic link",
+    ),
     "no such file": (lambda d: str(d / "nowhere.csv"), "No such file"),
 }
 
@@ -127,7 +136,9 @@ def test_bad_run_config(case, instance, tracking_uri, outcome):
     run_config, named = RUN_CONFIG_CASES[case]
     started = time.monotonic()
     try:
-        result = dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance, run_config=run_config, raise_on_error=False)
+        result = dg.execute_job(
+            dg.reconstructable(iris_pipeline), instance=instance, run_config=run_config, raise_on_error=False
+        )
     except dg.DagsterInvalidConfigError as error:
         message, where = str(error), "refused at launch"
     else:

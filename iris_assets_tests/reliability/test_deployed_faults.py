@@ -94,7 +94,11 @@ def _failure_text(instance, run_id: str) -> str:
         event = entry.dagster_event
         if event is None:
             continue
-        if event.event_type in (dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ENGINE_EVENT):
+        if event.event_type in (
+            dg.DagsterEventType.RUN_FAILURE,
+            dg.DagsterEventType.STEP_FAILURE,
+            dg.DagsterEventType.ENGINE_EVENT,
+        ):
             texts.append(entry.message or "")
             data = event.event_specific_data
             error = getattr(data, "error", None)
@@ -141,7 +145,9 @@ def _reexecute_and_assert_same_run(topology, instance, run_id: str, mlflow_run_i
     """Check what the interrupted run kept, re-execute it from failure through the
     webserver, and check the re-execution finished the same MLflow run; the steps
     the interrupted run had completed."""
-    completed = _assert_completed_steps_kept(topology, instance, run_id, topology.mlflow_client().get_run(mlflow_run_id))
+    completed = _assert_completed_steps_kept(
+        topology, instance, run_id, topology.mlflow_client().get_run(mlflow_run_id)
+    )
     child = reexecute_from_failure(topology.web_port, run_id)
     assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
     _assert_finished_once(topology, mlflow_run_id, [run_id, child])
@@ -181,7 +187,9 @@ def test_materialize_all_in_the_deployment(topology, instance, outcome):
     ((events,),) = topology.postgres.query("dagster", "SELECT count(*) FROM event_logs WHERE run_id = %s", (run_id,))
     assert events > 10
     assert not (topology.home / "history").exists() and not (topology.home / "schedules").exists()
-    outcome.note("SUCCESS; one MLflow run FINISHED with every artifact, served by the MLflow server; Dagster state in PostgreSQL")
+    outcome.note(
+        "SUCCESS; one MLflow run FINISHED with every artifact, served by the MLflow server; Dagster state in PostgreSQL"
+    )
 
 
 # -- faults -------------------------------------------------------------------------------------
@@ -197,8 +205,10 @@ def test_run_worker_killed_then_retried_automatically(topology, instance, outcom
     assert "SIGKILL" in _failure_text(instance, run_id) or "signal 9" in _failure_text(instance, run_id)
 
     retry = wait_until(
-        lambda: [r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))]
-        or [r for r in instance.get_runs() if r.parent_run_id == run_id],
+        lambda: (
+            [r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))]
+            or [r for r in instance.get_runs() if r.parent_run_id == run_id]
+        ),
         timeout=120,
         what="the automatic retry",
         interval=1,
@@ -207,7 +217,9 @@ def test_run_worker_killed_then_retried_automatically(topology, instance, outcom
     assert wait_for_run(topology.web_port, retry.run_id) == "SUCCESS", topology.logs()
     mlflow_run = _mlflow_run_of(topology, run_id)
     _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, retry.run_id])
-    outcome.note("Dagster run FAILURE naming the signal; automatic retry SUCCESS; same MLflow run FINISHED, every artifact once")
+    outcome.note(
+        "Dagster run FAILURE naming the signal; automatic retry SUCCESS; same MLflow run FINISHED, every artifact once"
+    )
 
 
 @repeat()
@@ -221,7 +233,9 @@ def test_run_worker_killed_then_reexecuted_from_failure(topology, instance, outc
     # Nothing in the dead worker could end it: the daemon's run-failure sensor does.
     assert _wait_for_mlflow_status(topology, mlflow_run.info.run_id, {"FAILED"}) == "FAILED"
     completed = _reexecute_and_assert_same_run(topology, instance, run_id, mlflow_run.info.run_id)
-    outcome.note(f"MLflow run FAILED (sensor) keeping {', '.join(completed) or 'no step'}; re-execution: same run FINISHED, every artifact once")
+    outcome.note(
+        f"MLflow run FAILED (sensor) keeping {', '.join(completed) or 'no step'}; re-execution: same run FINISHED, every artifact once"
+    )
 
 
 @repeat()
@@ -234,7 +248,9 @@ def test_run_canceled_through_the_webserver(topology, instance, outcome, repetit
     mlflow_run = _mlflow_run_of(topology, run_id)
     assert _wait_for_mlflow_status(topology, mlflow_run.info.run_id, {"KILLED"}) == "KILLED"
     completed = _reexecute_and_assert_same_run(topology, instance, run_id, mlflow_run.info.run_id)
-    outcome.note(f"Dagster run CANCELED; MLflow run KILLED keeping {', '.join(completed) or 'no step'}; re-execution: same run FINISHED")
+    outcome.note(
+        f"Dagster run CANCELED; MLflow run KILLED keeping {', '.join(completed) or 'no step'}; re-execution: same run FINISHED"
+    )
 
 
 @repeat()
@@ -256,7 +272,9 @@ def test_mlflow_server_down_when_the_run_starts(topology, instance, outcome, rep
     assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
     mlflow_run = _mlflow_run_of(topology, child)
     _assert_finished_once(topology, mlflow_run.info.run_id, [child], n_estimators=100)
-    outcome.note(f"failed in {seconds:.0f} s naming the unreachable server; no MLflow run created; re-execution FINISHED")
+    outcome.note(
+        f"failed in {seconds:.0f} s naming the unreachable server; no MLflow run created; re-execution FINISHED"
+    )
 
 
 @repeat()
@@ -279,7 +297,9 @@ def test_mlflow_server_stopped_mid_run_then_restarted(topology, instance, outcom
         child = reexecute_from_failure(topology.web_port, run_id)
         assert wait_for_run(topology.web_port, child) == "SUCCESS", topology.logs()
         _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, child])
-        outcome.note("run FAILED naming the server; MLflow run FAILED after restart; re-execution: same run FINISHED, every artifact once")
+        outcome.note(
+            "run FAILED naming the server; MLflow run FAILED after restart; re-execution: same run FINISHED, every artifact once"
+        )
     else:
         assert status == "SUCCESS"
         _assert_finished_once(topology, mlflow_run.info.run_id, [run_id])
@@ -320,8 +340,8 @@ def _webserver_errors_until_recovered(topology, run_id: str) -> int:
         ("{ runsOrError(limit: 1) { __typename } }", {}),
         ("query($id: ID!) { logsForRun(runId: $id) { __typename } }", {"id": run_id}),
         (
-            "{ sensorsOrError(repositorySelector: {repositoryLocationName: \"iris_assets\", "
-            "repositoryName: \"__repository__\"}) { __typename ... on Sensors { results { sensorState { status } } } } }",
+            '{ sensorsOrError(repositorySelector: {repositoryLocationName: "iris_assets", '
+            'repositoryName: "__repository__"}) { __typename ... on Sensors { results { sensorState { status } } } } }',
             {},
         ),
     ]
@@ -349,13 +369,18 @@ def test_eight_runs_at_once_through_the_queue(topology, instance, outcome):
     run_ids = [launch_job(topology.web_port, run_config={"ops": {"model": {"config": c}}}) for c in configs]
     statuses = [wait_for_run(topology.web_port, run_id, timeout=600) for run_id in run_ids]
     assert statuses == ["SUCCESS"] * 8, topology.logs()
-    for run_id, config in zip(run_ids, configs):
+    for run_id, config in zip(run_ids, configs, strict=True):
         run = _mlflow_run_of(topology, run_id)
         assert run.data.tags[DAGSTER_RUN_IDS_TAG] == run_id
         assert run.data.params["n_estimators"] == str(config["n_estimators"])
         assert run.data.params["max_depth"] == str(config["max_depth"])
         assert sorted(artifact_paths(topology.mlflow_url, run.info.run_id)) == sorted(EXPECTED_ARTIFACTS)
-        assert run.info.status == "FINISHED" and set(run.data.metrics) >= {"accuracy", "precision", "recall", "f1_score"}
+        assert run.info.status == "FINISHED" and set(run.data.metrics) >= {
+            "accuracy",
+            "precision",
+            "recall",
+            "f1_score",
+        }
     errors = [e for r in run_ids for e in instance.all_logs(r, of_type=dg.DagsterEventType.STEP_FAILURE)]
     assert errors == []
     outcome.note("8 SUCCESS; 8 MLflow runs FINISHED, each with its own params and all artifacts; no step failure")
@@ -378,7 +403,9 @@ def test_no_secret_in_any_store(topology, instance, outcome):
     runs = client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL, max_results=5000)
     assert runs
     for run in runs:
-        found += [f"mlflow run {run.info.run_id}: {s}" for s in secrets if s in json.dumps([run.data.params, run.data.tags])]
+        found += [
+            f"mlflow run {run.info.run_id}: {s}" for s in secrets if s in json.dumps([run.data.params, run.data.tags])
+        ]
     for model in client.search_registered_models():
         found += [f"registered model {model.name}" for s in secrets if s in json.dumps(model.tags)]
     for version in client.search_model_versions():
@@ -395,4 +422,6 @@ def test_no_secret_in_any_store(topology, instance, outcome):
         content = path.read_bytes()
         found += [f"{path}: {s}" for s in secrets if s.encode() in content]
     assert found == []
-    outcome.note(f"searched {len(runs)} MLflow runs, {len(instance.get_runs())} Dagster runs and their events, {len(compute_logs)} compute log files: no secret")
+    outcome.note(
+        f"searched {len(runs)} MLflow runs, {len(instance.get_runs())} Dagster runs and their events, {len(compute_logs)} compute log files: no secret"
+    )

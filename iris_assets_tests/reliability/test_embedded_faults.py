@@ -57,7 +57,9 @@ def test_step_process_killed_then_reexecuted_from_failure(instance, tracking_uri
     assert finished.info.run_id == mlflow_run.info.run_id
     assert finished.data.tags[DAGSTER_RUN_IDS_TAG].split() == [run.run_id, result.run_id]
     assert_complete_iris_run(tracking_uri, finished, n_estimators=300)
-    outcome.note("Dagster run FAILURE naming the step; MLflow run FAILED at once; re-execution: same run FINISHED, every artifact once")
+    outcome.note(
+        "Dagster run FAILURE naming the step; MLflow run FAILED at once; re-execution: same run FINISHED, every artifact once"
+    )
 
 
 @repeat()
@@ -83,6 +85,10 @@ def test_four_cli_runs_at_once_on_the_embedded_store(dagster_home, tmp_path, mon
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     versions = MlflowClient(tracking_uri).search_model_versions("name = 'iris-random-forest'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]
-    champions = [v for v in versions if "champion" in MlflowClient(tracking_uri).get_model_version(v.name, v.version).aliases]
+    champions = [
+        v for v in versions if "champion" in MlflowClient(tracking_uri).get_model_version(v.name, v.version).aliases
+    ]
     assert len(champions) == 1
-    outcome.note("4 exit 0; 4 FINISHED runs with their own params and all artifacts; sqlite integrity ok; 4 versions, 1 champion")
+    outcome.note(
+        "4 exit 0; 4 FINISHED runs with their own params and all artifacts; sqlite integrity ok; 4 versions, 1 champion"
+    )
