@@ -56,13 +56,16 @@ def _setting(name: str, default: str, meaning: str, parse: Callable[[str], Any] 
 
 def _non_empty(value: str) -> str:
     if not value.strip():
-        raise ValueError("an empty value")
+        raise ValueError("a non-empty value")
     return value.strip()
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        number = int(value)
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
         if number < low:
             raise ValueError(f"a whole number >= {low}")
         return number
@@ -72,7 +75,10 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 def _float_between(low: float, high: float) -> Callable[[str], float]:
     def parse(value: str) -> float:
-        number = float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
         if not (math.isfinite(number) and low <= number <= high):
             raise ValueError(f"a number from {low} to {high}")
         return number
@@ -111,7 +117,7 @@ class Settings:
         _non_empty,
     )
     min_accuracy: float = _setting(
-        "IRIS_MIN_ACCURACY", f"`{DEFAULT_MIN_ACCURACY}`", "default threshold of the quality gate", float
+        "IRIS_MIN_ACCURACY", f"`{DEFAULT_MIN_ACCURACY}`", "default threshold of the quality gate", _float_between(0, 2)
     )
     registered_model: str = _setting(
         "IRIS_REGISTERED_MODEL", f"`{DEFAULT_REGISTERED_MODEL}`", "registered model name in MLflow", _non_empty
@@ -170,9 +176,8 @@ class Settings:
                 continue
             try:
                 values[item.name] = setting.parse(raw)
-            except ValueError as error:
-                allowed = str(error) if str(error).startswith(("a ", "an ")) else _allowed(setting.parse)
-                raise SettingError(f"${setting.name}={raw!r} is not allowed: expected {allowed}") from None
+            except ValueError as error:  # the parsers below say what is allowed
+                raise SettingError(f"${setting.name}={raw!r} is not allowed: expected {error}") from None
         return cls(**values)
 
     # -- derived ---------------------------------------------------------------------------------
@@ -196,10 +201,6 @@ class Settings:
     def ensure_state_dir(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return self.state_dir
-
-
-def _allowed(parse: Callable[[str], Any]) -> str:
-    return {float: "a number", int: "a whole number"}.get(parse, "a non-empty value")  # type: ignore[call-overload]
 
 
 PROJECT_SETTINGS: tuple[Setting, ...] = tuple(item.metadata["setting"] for item in fields(Settings))
