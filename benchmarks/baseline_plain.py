@@ -72,50 +72,79 @@ def experiment_id(client: MlflowClient, tracking_uri: str) -> str:
     return client.create_experiment(EXPERIMENT, artifact_location=location)
 
 
-def parity(forest, onnx_bytes: bytes, X) -> tuple[int, float]:
+def onnx_outputs(onnx_bytes: bytes, X) -> tuple[list[str], list[str], "object"]:
+    """(labels, class names, probabilities by class) of the zipmap='columns' ONNX model."""
     import numpy as np
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-    labels, probabilities = session.run(None, {session.get_inputs()[0].name: np.asarray(X, dtype=np.float32)})
-    return int((labels != forest.predict(X)).sum()), float(np.abs(probabilities - forest.predict_proba(X)).max())
+    names = [o.name for o in session.get_outputs()]
+    values = dict(zip(names, session.run(None, {"X": np.asarray(X, dtype=np.float32)}), strict=True))
+    classes = [n for n in names if n != "species"]
+    return list(values["species"]), classes, np.column_stack([values[c] for c in classes])
 
 
-def score(v) -> tuple[float, float, int]:
-    return (float(v.tags.get("accuracy", "-1")), float(v.tags.get("f1_score", "-1")), int(v.version))
+def parity(forest, onnx_bytes: bytes, X, tolerance: float) -> tuple[int, float]:
+    import numpy as np
+
+    labels, classes, probabilities = onnx_outputs(onnx_bytes, X)
+    sk = forest.predict_proba(X)
+    columns = [classes.index(c) for c in forest.classes_]
+    top_two = np.sort(sk, axis=1)[:, -2:]
+    near_tie = top_two[:, 1] - top_two[:, 0] <= tolerance
+    differ = np.asarray(labels) != forest.predict(X)
+    return int((differ & ~near_tie).sum()), float(np.abs(probabilities[:, columns] - sk).max())
 
 
-def promote(client: MlflowClient, mine) -> str:
-    """Champion = best accuracy, then F1, then newest; otherwise challenger (as registry.promote)."""
+def promote(client: MlflowClient, mine, scores: dict, X_test, y_test, digest: str) -> bool:
+    """Compare with the champion on the same rows, decide, record (as registry.promotion.promote)."""
     from mlflow.exceptions import MlflowException
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-    def alias(name):
-        try:
-            return str(client.get_model_version_by_alias(REGISTERED_MODEL, name).version)
-        except MlflowException:
-            return None
-
-    def versions():
-        found = {str(v.version): v for v in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")}
-        found.setdefault(str(mine.version), mine)
-        return list(found.values())
-
-    for _ in range(10):
-        best = max(versions(), key=score)
-        current = alias("champion")
-        if current != str(best.version):
-            client.set_registered_model_alias(REGISTERED_MODEL, "champion", str(best.version))
-            if current is not None:
-                client.set_model_version_tag(REGISTERED_MODEL, current, "superseded_by", f"v{best.version}")
-        fresh = max(versions(), key=score)
-        if str(fresh.version) == str(best.version) and alias("champion") == str(best.version):
-            break
-    if str(mine.version) != str(best.version):
-        client.set_registered_model_alias(REGISTERED_MODEL, "challenger", str(mine.version))
-        client.set_model_version_tag(REGISTERED_MODEL, str(mine.version), "not_promoted_reason", "below champion")
-    return str(best.version)
+    version = str(mine.version)
+    try:
+        current = str(client.get_model_version_by_alias(REGISTERED_MODEL, "champion").version)
+    except MlflowException:
+        current = None
+    champion_scores = None
+    if current is None:
+        promoted, reason = True, "no champion yet"
+    else:
+        predicted = mlflow.sklearn.load_model(f"models:/{REGISTERED_MODEL}/{current}").predict(X_test)
+        p, r, f, _ = precision_recall_fscore_support(y_test, predicted, average="macro", zero_division=0)
+        champion_scores = {
+            "accuracy": float(accuracy_score(y_test, predicted)),
+            "precision": p,
+            "recall": r,
+            "f1_score": f,
+        }
+        key = ("accuracy", "f1_score")
+        promoted = tuple(scores[k] for k in key) > tuple(champion_scores[k] for k in key)
+        reason = f"accuracy {scores['accuracy']:.4f} vs champion v{current} {champion_scores['accuracy']:.4f}"
+    if promoted:
+        client.set_registered_model_alias(REGISTERED_MODEL, "champion", version)
+        if current is not None:
+            client.set_model_version_tag(REGISTERED_MODEL, current, "superseded_by", f"v{version}")
+    else:
+        client.set_registered_model_alias(REGISTERED_MODEL, "challenger", version)
+        client.set_model_version_tag(REGISTERED_MODEL, version, "not_promoted_reason", reason)
+    tags = {
+        "promotion": "promoted" if promoted else "not promoted",
+        "compared_with": f"v{current}" if current else "none",
+        "promotion_rule": "higher accuracy, then f1_score",
+        "evaluation_rows": len(X_test),
+        "evaluation_digest": digest,
+        **{f"candidate.{k}": f"{v:.6f}" for k, v in scores.items()},
+        **{f"champion.{k}": f"{v:.6f}" for k, v in (champion_scores or {}).items()},
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(REGISTERED_MODEL, version, key, str(value))
+    client.update_model_version(REGISTERED_MODEL, version, description=f"v{version}: {reason}")
+    if champion_scores:
+        mlflow.log_metrics({f"champion.{k}": float(v) for k, v in champion_scores.items()})
+    return promoted
 
 
 def main() -> str:
@@ -166,12 +195,14 @@ def main() -> str:
 
     # splits
     X_train, X_test, y_train, y_test = train_test_split(
-        frame[FEATURES], frame["target"], test_size=0.2, random_state=42, stratify=frame["target"]
+        frame[FEATURES], frame["species"], test_size=0.2, random_state=42, stratify=frame["species"]
     )
     mlflow.log_params({"test_size": 0.2, "split_random_state": 42, "stratified": True})
+    digests = {}
     for part, context, X, y in (("train", "training", X_train, y_train), ("test", "evaluation", X_test, y_test)):
-        dataset = mlflow.data.from_pandas(X.assign(target=y), source=source, name=f"iris_{part}", targets="target")
+        dataset = mlflow.data.from_pandas(X.assign(species=y), source=source, name=f"iris_{part}", targets="species")
         mlflow.log_input(dataset, context=context)
+        digests[context] = dataset.digest
 
     # model
     forest = RandomForestClassifier(n_estimators=100, max_depth=10, random_state=42)
@@ -181,7 +212,7 @@ def main() -> str:
     mlflow.sklearn.log_model(
         forest,
         name="model",
-        signature=infer_signature(example, forest.predict(example)),
+        signature=infer_signature(example, pd.Series(forest.predict(example), name="species")),
         input_example=example,
         serialization_format="skops",
         skops_trusted_types=["sklearn.tree._tree.Tree"],
@@ -214,18 +245,15 @@ def main() -> str:
         "recall": float(recall),
         "f1_score": float(f1),
     }
-    labels = [0, 1, 2]
-    matrix = confusion_matrix(y_test, predicted, labels=labels).tolist()
-    report = classification_report(y_test, predicted, labels=labels, target_names=SPECIES, zero_division=0)
+    matrix = confusion_matrix(y_test, predicted, labels=SPECIES).tolist()
+    report = classification_report(y_test, predicted, labels=SPECIES, zero_division=0)
     mlflow.log_metrics(scores)
     mlflow.set_tags({"metrics_average": "macro"})
     mlflow.log_dict({"labels": SPECIES, "matrix": matrix}, "confusion_matrix.json")
     mlflow.log_text(report, "classification_report.txt")
     picture = figure()
     axes = picture.subplots()
-    ConfusionMatrixDisplay.from_predictions(
-        y_test, predicted, labels=labels, display_labels=SPECIES, ax=axes, colorbar=False
-    )
+    ConfusionMatrixDisplay.from_predictions(y_test, predicted, labels=SPECIES, ax=axes, colorbar=False)
     axes.set_title("Confusion matrix (test split)")
     log_bytes(png(picture), "confusion_matrix.png")
 
@@ -234,25 +262,37 @@ def main() -> str:
     import onnx
     from skl2onnx import to_onnx
 
-    onnx_bytes = to_onnx(
-        forest, np.zeros((1, X_test.shape[1]), dtype=np.float32), options={id(forest): {"zipmap": False}}
-    ).SerializeToString()
-    mismatches, difference = parity(forest, onnx_bytes, X_test)
-    if mismatches or difference > 1e-5:
+    converted = to_onnx(
+        forest, np.zeros((1, X_test.shape[1]), dtype=np.float32), options={id(forest): {"zipmap": "columns"}}
+    )
+    renamed = {"output_label": "species", **{f"s{c}": c for c in forest.classes_}}
+    for node in converted.graph.node:
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+    for value in [*converted.graph.output, *converted.graph.value_info]:
+        value.name = renamed.get(value.name, value.name)
+    onnx_bytes = converted.SerializeToString()
+    tolerance = 1e-5 * max(1.0, len(forest.estimators_) / 100)
+    mismatches, difference = parity(forest, onnx_bytes, X_test, tolerance)
+    if mismatches or difference > tolerance:
         sys.exit(f"ONNX parity failed: {mismatches} labels, {difference}")
     log_bytes(onnx_bytes, "onnx_model/iris_random_forest.onnx")
+    onnx_example = X_test.head(5)
+    labels, classes, probabilities = onnx_outputs(onnx_bytes, onnx_example)
+    onnx_answer = pd.DataFrame({"species": labels, **dict(zip(classes, probabilities.T, strict=True))})
     onnx_info = mlflow_onnx.log_model(
         onnx.load_from_string(onnx_bytes),
         name="onnx",
+        signature=infer_signature(onnx_example, onnx_answer),
+        input_example=onnx_example,
         onnx_execution_providers=["CPUExecutionProvider"],
         pip_requirements=[f"{n}=={version(n)}" for n in ("mlflow", "onnx", "onnxruntime", "numpy", "pandas")],
     )
 
     # onnx_model_parity (the graph's check computes parity again)
-    mismatches, difference = parity(forest, onnx_bytes, X_test)
+    mismatches, difference = parity(forest, onnx_bytes, X_test, tolerance)
     record_check(
         "onnx_parity",
-        mismatches == 0 and difference <= 1e-5,
+        mismatches == 0 and difference <= tolerance,
         label_mismatches=mismatches,
         max_probability_difference=difference,
     )
@@ -275,10 +315,8 @@ def main() -> str:
         },
         model_id=sk_model.model_id,
     )
-    champion = promote(client, mine)
-    mlflow.set_tags(
-        {"registered_model": f"{REGISTERED_MODEL}/{mine.version}", "promoted": champion == str(mine.version)}
-    )
+    promoted = promote(client, mine, scores, X_test, y_test, digests["evaluation"])
+    mlflow.set_tags({"registered_model": f"{REGISTERED_MODEL}/{mine.version}", "promoted": promoted})
     mlflow.end_run("FINISHED")
     return run_id
 

@@ -27,8 +27,7 @@ def confusion_matrix_png(y_true, y_pred, class_names: list[str]) -> bytes:
     ConfusionMatrixDisplay.from_predictions(
         y_true,
         y_pred,
-        labels=list(range(len(class_names))),
-        display_labels=class_names,
+        labels=class_names,
         ax=axes,
         colorbar=False,
     )

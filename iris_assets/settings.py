@@ -117,7 +117,10 @@ class Settings:
         _non_empty,
     )
     min_accuracy: float = _setting(
-        "IRIS_MIN_ACCURACY", f"`{DEFAULT_MIN_ACCURACY}`", "default threshold of the quality gate", _float_between(0, 2)
+        "IRIS_MIN_ACCURACY",
+        f"`{DEFAULT_MIN_ACCURACY}`",
+        "default threshold of the quality gate (test accuracy, 0 to 1)",
+        _float_between(0.0, 1.0),
     )
     registered_model: str = _setting(
         "IRIS_REGISTERED_MODEL", f"`{DEFAULT_REGISTERED_MODEL}`", "registered model name in MLflow", _non_empty
@@ -233,6 +236,11 @@ PROCESS_DEFAULTS: tuple[Setting, ...] = (
     Setting(
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "`false`", "no download progress bars on stderr", "process default"
     ),
+    # MLflow prints "View run ... at: <URL>" when a run ends; the binding logs the link
+    # itself, without the credentials a URL can carry.
+    Setting(
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "`true`", "MLflow prints no run links to stdout", "process default"
+    ),
 )
 
 ALL_SETTINGS: tuple[Setting, ...] = (*PROJECT_SETTINGS, *CREDENTIALS.values(), *PROCESS_DEFAULTS)
@@ -274,6 +282,19 @@ def environment_values(names: list[str]) -> dict[str, str]:
 def export(variables: Mapping[str, str]) -> None:
     """Set variables in this process's environment (the resource's ``env``; credentials for MLflow's client)."""
     os.environ.update(variables)
+
+
+def snapshot(names: tuple[str, ...]) -> dict[str, Optional[str]]:
+    """The values of ``names`` now (None: unset), for ``restore``."""
+    return {name: os.environ.get(name) for name in names}
+
+
+def restore(saved: Mapping[str, Optional[str]]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def markdown_table() -> str:

@@ -92,6 +92,7 @@ def test_dagster_instance_of_the_stack():
     assert instance["run_coordinator"]["config"]["max_concurrent_runs"] == {"env": "DAGSTER_MAX_CONCURRENT_RUNS"}
     assert instance["run_launcher"]["class"] == "DefaultRunLauncher"
     assert instance["telemetry"]["enabled"] is False
+    assert instance["concurrency"]["pools"]["default_limit"] == 1  # promotions one at a time
 
 
 def test_image_uses_the_locked_dependency_set():

@@ -9,8 +9,18 @@ import subprocess
 import dagster as dg
 import pytest
 
-from iris_assets.data.schema import FEATURES, load_bundled_iris
-from iris_assets.registry.promotion import CHALLENGER, CHAMPION, NOT_PROMOTED_TAG, promote
+from iris_assets.data.schema import FEATURES, SPECIES, load_bundled_iris
+from iris_assets.evaluation.scoring import scores
+from iris_assets.registry.promotion import (
+    CHALLENGER,
+    CHAMPION,
+    COMPARED_WITH_TAG,
+    NOT_PROMOTED_TAG,
+    PROMOTION_TAG,
+    Evaluation,
+    PromotionRule,
+    promote,
+)
 from iris_assets.serving import IrisOnnxPredictor, PredictionError
 from iris_assets.serving.cli import parse_rows
 from iris_harness.environment import BIN, QUIET_ENV
@@ -68,8 +78,16 @@ def test_better_model_is_champion_weaker_is_challenger_with_reason(registry):
     assert float(weak.tags["accuracy"]) < float(strong.tags["accuracy"])
     assert client.get_model_version_by_alias(MODEL, CHAMPION).version == strong.version
     assert client.get_model_version_by_alias(MODEL, CHALLENGER).version == weak.version
-    reason = client.get_model_version(MODEL, weak.version).tags[NOT_PROMOTED_TAG]
-    assert f"below champion v{strong.version}" in reason
+    weak_version = client.get_model_version(MODEL, weak.version)
+    reason = weak_version.tags[NOT_PROMOTED_TAG]
+    # Compared on the same data: the weak run's evaluation split, where the champion also scored.
+    assert f"vs champion v{strong.version}" in reason and "on the same 30 rows" in reason, reason
+    assert weak_version.tags[COMPARED_WITH_TAG] == f"v{strong.version}"
+    assert float(weak_version.tags["champion.accuracy"]) > float(weak_version.tags["candidate.accuracy"])
+    assert weak_version.description.startswith(f"v{weak.version} not promoted: ")
+    weak_run = client.get_run(weak.run_id)
+    assert weak_run.data.metrics["champion.accuracy"] == float(weak_version.tags["champion.accuracy"])
+    assert weak_run.data.tags["promoted"] == "False"
     # Both versions point at their own run's model, and link the ONNX model.
     for version, result in ((strong, registry["strong"]), (weak, registry["weak"])):
         assert version.tags["onnx_artifact_uri"].endswith("/onnx_model/iris_random_forest.onnx")
@@ -86,52 +104,83 @@ def test_champion_loads_through_pyfunc_and_agrees_with_onnx(registry):
     mlflow.set_tracking_uri(registry["uri"])
     table = load_bundled_iris().frame
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@{CHAMPION}")
-    pyfunc_classes = list(pyfunc.predict(pd.DataFrame(table[FEATURES])))
+    pyfunc_species = list(pyfunc.predict(pd.DataFrame(table[FEATURES])))  # names, not class numbers
     onnx = IrisOnnxPredictor.load(f"models:/{MODEL}@{CHAMPION}", registry["uri"])
     onnx_species = onnx.predict(table[FEATURES].to_numpy()).species
-    assert [onnx.class_names[i] for i in pyfunc_classes] == onnx_species
+    assert pyfunc_species == onnx_species
+    assert set(pyfunc_species) == set(SPECIES)
     # The onnx flavour's logged model loads as well.
     onnx_uri = _client(registry).get_model_version_by_alias(MODEL, CHAMPION).tags["onnx_model_uri"]
     assert mlflow.onnx.load_model(onnx_uri).graph.node
 
 
-def _concurrent_promote(uri, version, barrier):
+def _concurrent_promote(uri, name, version, barrier):
+    """What the registered_model asset does, from a process of its own."""
+    import mlflow
+
     from iris_assets.tracking.store import mlflow_client
 
-    client = mlflow_client(uri)  # what the registered_model asset uses
-    mine = client.get_model_version(MODEL, version)
+    client = mlflow_client(uri)
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    splits = _default_test_split()
     barrier.wait()
-    promote(client, MODEL, mine)
+    promote(
+        client,
+        uri,
+        name,
+        version,
+        classes=list(model.classes_),
+        candidate_scores=scores(splits.y, model.predict(splits.X)),
+        evaluation=splits,
+        load_model=mlflow.sklearn.load_model,
+        rule=PromotionRule(),
+    )
 
 
-def test_concurrent_promotions_leave_the_better_version_champion(registry):
-    """Two promotions at the same moment, five times over: the best version always wins."""
+def _default_test_split() -> Evaluation:
+    from sklearn.model_selection import train_test_split
+
+    frame = load_bundled_iris().frame
+    _, X, _, y = train_test_split(
+        frame[FEATURES], frame["species"], test_size=0.2, random_state=42, stratify=frame["species"]
+    )
+    return Evaluation(X, y, "default-test-split")
+
+
+def test_concurrent_promotions_are_decided_one_after_the_other(registry):
+    """Two equal candidates that both beat the champion decide at the same moment, five times:
+    the first takes champion, the second is compared with it (a tie) and is not promoted."""
     client = _client(registry)
-    source = _version_of(registry, registry["strong"].run_id)
+    strong = _version_of(registry, registry["strong"].run_id)
+    weak = _version_of(registry, registry["weak"].run_id)
+    name = "race"
+    client.create_registered_model(name)
     context = multiprocessing.get_context("spawn")
     for round_ in range(5):
-        best_so_far = float(client.get_model_version_by_alias(MODEL, CHAMPION).tags["accuracy"])
-        better, worse = [
-            client.create_model_version(
-                MODEL,
-                source.source,
-                run_id=source.run_id,
-                tags={"accuracy": str(best_so_far + delta), "f1_score": "0.5"},
-            ).version
-            for delta in (0.002, 0.001)
-        ]
+        champion = client.create_model_version(name, weak.source, run_id=weak.run_id).version
+        client.set_registered_model_alias(name, CHAMPION, champion)
+        first, second = [client.create_model_version(name, strong.source, run_id=strong.run_id).version for _ in "ab"]
         barrier = context.Barrier(2)
         workers = [
-            context.Process(target=_concurrent_promote, args=(registry["uri"], v, barrier)) for v in (worse, better)
+            context.Process(target=_concurrent_promote, args=(registry["uri"], name, v, barrier))
+            for v in (first, second)
         ]
         for worker in workers:
             worker.start()
         for worker in workers:
-            worker.join(120)
+            worker.join(180)
             assert worker.exitcode == 0
-        assert client.get_model_version_by_alias(MODEL, CHAMPION).version == better, round_
-    versions = client.search_model_versions(f"name = '{MODEL}'")
-    assert len(versions) == 2 + 2 * 5  # no version lost
+        decided = {v: client.get_model_version(name, v).tags for v in (first, second)}
+        promoted = [v for v, tags in decided.items() if tags[PROMOTION_TAG] == "promoted"]
+        assert len(promoted) == 1, (round_, decided)
+        (winner,) = promoted
+        (loser,) = {first, second} - {winner}
+        assert decided[winner][COMPARED_WITH_TAG] == f"v{champion}"
+        assert decided[loser][COMPARED_WITH_TAG] == f"v{winner}", (round_, decided)
+        assert "a tie keeps the champion" in decided[loser][NOT_PROMOTED_TAG]
+        assert client.get_model_version_by_alias(name, CHAMPION).version == winner
+    assert len(client.search_model_versions(f"name = '{name}'")) == 3 * 5  # no version lost
 
 
 def test_plots_are_png_images_of_a_sensible_size(registry):

@@ -11,7 +11,9 @@ from iris_harness.environment import REPO_ROOT
 def test_readme_environment_table_is_the_settings_table():
     readme = (REPO_ROOT / "README.md").read_text()
     table = settings.markdown_table()
-    assert table in readme, f"README.md's environment table differs from iris_assets/settings.py; paste:\n{table}"
+    assert table in readme, (
+        "README.md's environment table differs from iris_assets/settings.py: run scripts/readme_settings.py"
+    )
 
 
 def test_only_the_settings_module_reads_the_environment():

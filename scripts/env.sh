@@ -7,4 +7,5 @@ export DAGSTER_DISABLE_TELEMETRY=yes
 export ORT_DISABLE_TELEMETRY=1
 export DO_NOT_TRACK=1
 mkdir -p "$DAGSTER_HOME"
-[ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
+# Pools: one registry promotion at a time (iris_assets/registry/promotion.py).
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n' > "$DAGSTER_HOME/dagster.yaml"

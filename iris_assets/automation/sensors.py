@@ -8,21 +8,16 @@ the cursor remembers what was seen, so a daemon restart neither replays nor lose
 files. An invalid file starts nothing: the sensor says why and goes on.
 """
 
-import hashlib
 import json
-from pathlib import Path
 
 import dagster as dg
 
 from iris_assets import settings
 from iris_assets.automation.jobs import iris_pipeline
+from iris_assets.automation.landing import csv_entries, new_files
 
 LANDING_FILE_TAG = "iris/landing_file"
 LANDING_DIGEST_TAG = "iris/landing_sha256"
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dg.sensor(
@@ -38,40 +33,36 @@ def new_iris_data(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     together the valid ones start at once (the invalid ones are logged) and the
     invalid ones get their SkipReason on the next tick.
     """
-    from iris_assets.data.schema import IrisDataError, load_iris_csv
-
-    folder = settings.current().resolved_landing_dir
-    # cursor: {file name: digest} of every file already acted on, valid or not.
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    run_requests, problems = [], {}
-    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-        try:
-            digest = _digest(path)
-        except OSError as error:  # a directory named *.csv, a dangling link, no permission
-            if seen.get(path.name) == "":  # already reported
-                continue
-            problems[path.name] = ("", f"{path}: cannot be read ({error.strerror or error})")
+    current = settings.current()
+    folder = current.resolved_landing_dir
+    entries = csv_entries(folder)
+    # cursor: {file name: [fingerprint, sha256, "invalid" or ""]} of the files in the folder already
+    # judged. (A cursor of an earlier version maps names to digests: those files are read once more.)
+    stored = json.loads(context.cursor) if context.cursor else {}
+    seen = {name: value if isinstance(value, list) else ["", value, ""] for name, value in stored.items()}
+    seen = {name: value for name, value in seen.items() if name in {e.name for e in entries}}
+    run_requests, problems = [], []
+    for judged in new_files(folder, entries, seen, current.max_csv_bytes):
+        if judged.problem is not None:
+            problems.append(judged)
             continue
-        if seen.get(path.name) == digest:
-            continue
-        try:
-            load_iris_csv(str(path))
-        except IrisDataError as error:
-            problems[path.name] = (digest, str(error))
-            continue
-        seen[path.name] = digest
+        previous = seen.get(judged.name)
+        seen[judged.name] = judged.to_cursor()
+        if previous is not None and previous[1] == judged.sha256:
+            continue  # touched, not changed
+        path = str((folder / judged.name).resolve())
         run_requests.append(
             dg.RunRequest(
-                run_key=digest,  # the same content never trains twice, whatever its name
-                run_config={"ops": {"raw_data": {"config": {"csv_path": str(path.resolve())}}}},
-                tags={LANDING_FILE_TAG: str(path.resolve()), LANDING_DIGEST_TAG: digest},
+                run_key=judged.sha256,  # the same content never trains twice, whatever its name
+                run_config={"ops": {"raw_data": {"config": {"csv_path": path, "expected_sha256": judged.sha256}}}},
+                tags={LANDING_FILE_TAG: path, LANDING_DIGEST_TAG: judged.sha256},
             )
         )
-    for _, problem in problems.values():
-        context.log.warning(f"Invalid file, no run started: {problem}")
+    for judged in problems:
+        context.log.warning(f"Invalid file, no run started: {judged.problem}")
     if run_requests:
         return dg.SensorResult(run_requests=run_requests, cursor=json.dumps(seen, sort_keys=True))
-    for name, (digest, _) in problems.items():
-        seen[name] = digest
-    reason = "; ".join(problem for _, problem in problems.values()) or f"no new CSV file in {folder}"
+    for judged in problems:
+        seen[judged.name] = judged.to_cursor()
+    reason = "; ".join(str(j.problem) for j in problems) or f"no new CSV file in {folder}"
     return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=json.dumps(seen, sort_keys=True))

@@ -15,6 +15,12 @@ class RawDataConfig(dg.Config):
         description="A local CSV with columns sepal_length, sepal_width, petal_length, "
         "petal_width, species. Default: scikit-learn's bundled Iris copy.",
     )
+    expected_sha256: Optional[str] = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Refuse csv_path unless its content has this SHA-256 (the new-data sensor sets it: "
+        "a run trains on exactly the file the sensor accepted).",
+    )
 
 
 class SplitConfig(dg.Config):
@@ -25,7 +31,7 @@ class SplitConfig(dg.Config):
 @dg.asset(group_name="iris", kinds={"python", "pandas"})
 def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: MlflowRun) -> dg.Output[IrisTable]:
     """The Iris table: 150 rows, four measurements (cm), integer target and species name."""
-    table = load_iris_csv(config.csv_path) if config.csv_path else load_bundled_iris()
+    table = load_iris_csv(config.csv_path, config.expected_sha256) if config.csv_path else load_bundled_iris()
     counts = table.frame["species"].value_counts().reindex(SPECIES, fill_value=0)
     digest = mlflow.log_dataset(table.frame, name="iris_raw", context="raw", source=table.source, targets="target")
     return dg.Output(
@@ -44,21 +50,24 @@ def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: M
 def splits(
     context: dg.AssetExecutionContext, config: SplitConfig, raw_data: IrisTable, mlflow: MlflowRun
 ) -> dg.Output[Splits]:
-    """Stratified train/test split, so both sides keep the class balance of the table."""
+    """Stratified train/test split, so both sides keep the class balance of the table.
+
+    The labels are the species names: models learn, predict and are served with names.
+    """
     from sklearn.model_selection import train_test_split
 
     frame = raw_data.frame
     X_train, X_test, y_train, y_test = train_test_split(
         frame[FEATURES],
-        frame["target"],
+        frame["species"],
         test_size=config.test_size,
         random_state=config.random_state,
-        stratify=frame["target"],
+        stratify=frame["species"],
     )
     mlflow.log_params({"test_size": config.test_size, "split_random_state": config.random_state, "stratified": True})
     digests = {
         context: mlflow.log_dataset(
-            X.assign(target=y), name=f"iris_{part}", context=context, source=raw_data.source, targets="target"
+            X.assign(species=y), name=f"iris_{part}", context=context, source=raw_data.source, targets="species"
         )
         for part, context, X, y in (
             ("train", "training", X_train, y_train),
@@ -66,7 +75,7 @@ def splits(
         )
     }
     return dg.Output(
-        Splits(X_train, X_test, y_train, y_test, raw_data.class_names),
+        Splits(X_train, X_test, y_train, y_test, raw_data.class_names, evaluation_digest=digests["evaluation"]),
         metadata={
             "train_rows": len(X_train),
             "test_rows": len(X_test),

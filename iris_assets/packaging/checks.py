@@ -18,16 +18,17 @@ from iris_assets.training.assets import Classifier
     asset="onnx_model",
     additional_ins={"model": dg.AssetIn("model"), "splits": dg.AssetIn("splits")},
     description="onnxruntime and scikit-learn give the same labels, and probabilities within "
-    "the asset's parity_atol, on the test split.",
+    "the tolerance the asset checked (parity_atol per 100 trees), on the test split.",
 )
 def onnx_parity(onnx_model: OnnxModel, model: Classifier, splits: Splits, mlflow: MlflowRun) -> dg.AssetCheckResult:
-    label_mismatches, max_difference = parity(model, onnx_model.content, splits.X_test)
+    tolerance = onnx_model.parity_tolerance
+    label_mismatches, max_difference = parity(model, onnx_model.content, splits.X_test, tolerance)
     result = dg.AssetCheckResult(
-        passed=label_mismatches == 0 and max_difference <= onnx_model.parity_atol,
+        passed=label_mismatches == 0 and max_difference <= tolerance,
         metadata={
             "label_mismatches": label_mismatches,
             "max_probability_difference": max_difference,
-            "parity_atol": onnx_model.parity_atol,
+            "parity_tolerance": tolerance,
         },
     )
     return mlflow.record_check(

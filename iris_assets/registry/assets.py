@@ -1,8 +1,10 @@
-"""The registry asset: a new version of the registered model, promoted if it is the best.
+"""The registry asset: a new version of the registered model, promoted if it beats the champion.
 
 The ONNX model of the same run is linked to the version by the tag
 ``onnx_model_uri`` (a ``models:/m-...`` URI of the run's ONNX logged model) and
-``onnx_artifact_uri``.
+``onnx_artifact_uri``. The promotion decision (both scores on the same data, the
+data's digest and size, the rule, promoted or not and why) is in the
+materialisation's metadata, the version's tags and description, and the run.
 """
 
 from typing import Optional
@@ -11,10 +13,16 @@ import dagster as dg
 from pydantic import Field
 
 from iris_assets import settings
+from iris_assets.data.schema import Splits
+from iris_assets.evaluation.scoring import METRICS, Metric
 from iris_assets.packaging.onnx import ONNX_ARTIFACT, ONNX_LOGGED_MODEL
-from iris_assets.registry.promotion import CHALLENGER, CHAMPION, promote
+from iris_assets.registry.promotion import CHALLENGER, CHAMPION, Evaluation, PromotionRule, promote
 from iris_assets.registry.registration import register_model
 from iris_assets.tracking import MlflowRun
+from iris_assets.training.assets import Classifier
+
+REGISTRY_POOL = "iris_registry"  # one promotion at a time per Dagster instance (limit 1)
+_DEFAULT_RULE = PromotionRule()
 
 
 class RegistryConfig(dg.Config):
@@ -23,13 +31,36 @@ class RegistryConfig(dg.Config):
         description=f"Registered model name. Default: $IRIS_REGISTERED_MODEL, else "
         f"{settings.DEFAULT_REGISTERED_MODEL!r}.",
     )
+    metric: Metric = Field(default=_DEFAULT_RULE.metric, description="What a candidate must beat the champion on.")
+    tie_breaker: Metric = Field(default=_DEFAULT_RULE.tie_breaker, description="Decides when `metric` is equal.")
+    min_improvement: float = Field(
+        default=_DEFAULT_RULE.min_improvement,
+        ge=0,
+        le=1,
+        description="How much higher than the champion's `metric` must be (0: any improvement).",
+    )
+    min_evaluation_rows: int = Field(
+        default=_DEFAULT_RULE.min_evaluation_rows,
+        ge=1,
+        description="A candidate evaluated on fewer held-out rows is registered, never promoted.",
+    )
+
+    def rule(self) -> PromotionRule:
+        return PromotionRule(self.metric, self.tie_breaker, self.min_improvement, self.min_evaluation_rows)
 
 
-@dg.asset(group_name="iris", kinds={"mlflow"}, deps=["onnx_model"])
+@dg.asset(group_name="iris", kinds={"mlflow"}, deps=["onnx_model"], pool=REGISTRY_POOL)
 def registered_model(
-    context: dg.AssetExecutionContext, config: RegistryConfig, metrics: dict, mlflow: MlflowRun
+    context: dg.AssetExecutionContext,
+    config: RegistryConfig,
+    metrics: dict,
+    model: Classifier,
+    splits: Splits,
+    mlflow: MlflowRun,
 ) -> dg.MaterializeResult:
-    """A new version of the registered model; `champion` moves to it if it scores at least as well."""
+    """A new version of the registered model; `champion` moves to it if it beats the champion on the same data."""
+    import mlflow.sklearn as mlflow_sklearn
+
     name = config.registered_model or settings.current().registered_model
     version = register_model(
         mlflow,
@@ -42,15 +73,44 @@ def registered_model(
             "onnx_model_uri": mlflow.logged_model_uri(ONNX_LOGGED_MODEL),
         },
     )
-    champion = promote(mlflow.client, name, version)
-    promoted = champion == str(version.version)
-    mlflow.set_tags({"registered_model": f"{name}/{version.version}", "promoted": promoted})
+    decision = promote(
+        mlflow.client,
+        mlflow.tracking_uri,
+        name,
+        str(version.version),
+        classes=list(model.classes_),
+        candidate_scores=metrics,
+        evaluation=Evaluation(splits.X_test, splits.y_test, splits.evaluation_digest),
+        load_model=lambda uri: mlflow.load_model(mlflow_sklearn, uri),
+        rule=config.rule(),
+    )
+    if decision.champion_scores:
+        mlflow.log_metrics({f"champion.{k}": v for k, v in decision.champion_scores.items()})
+    mlflow.set_tags(
+        {
+            "registered_model": f"{name}/{version.version}",
+            "promoted": decision.promoted,
+            "promotion_reason": decision.reason,
+        }
+    )
+    champion_scores = decision.champion_scores or {}
+    comparison: dict[str, dict[str, float | None]] = {
+        metric: {"candidate": decision.candidate_scores.get(metric), "champion": champion_scores.get(metric)}
+        for metric in METRICS
+    }
     return dg.MaterializeResult(
         metadata={
             "registered_model": name,
             "version": int(version.version),
-            "alias": CHAMPION if promoted else CHALLENGER,
-            "champion_version": int(champion),
+            "alias": CHAMPION if decision.promoted else CHALLENGER,
+            "promoted": decision.promoted,
+            "decision": decision.summary(),
+            "compared_with": f"v{decision.champion_before}" if decision.champion_before else "none",
+            "champion_version": decision.champion_after or "none",
+            "scores_on_the_same_data": dg.MetadataValue.json(comparison),
+            "evaluation_rows": decision.evaluation_rows,
+            "evaluation_digest": decision.evaluation_digest,
+            "promotion_rule": str(decision.rule),
             "model_uri": f"models:/{name}/{version.version}",
             **mlflow.link(context),
         }

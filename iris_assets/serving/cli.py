@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from iris_assets.data.schema import FEATURES, SPECIES
+from iris_assets.data.schema import FEATURES
 from iris_assets.serving.predictor import IrisOnnxPredictor, PredictionError, Predictions
 
 
@@ -86,12 +86,12 @@ def format_predictions(predictions: Predictions, as_json: bool) -> str:
     if as_json:
         return json.dumps(
             [
-                {"species": species, "probabilities": dict(zip(SPECIES, map(float, row), strict=False))}
+                {"species": species, "probabilities": dict(zip(predictions.class_names, map(float, row), strict=True))}
                 for species, row in zip(predictions.species, predictions.probabilities, strict=True)
             ],
             indent=2,
         )
-    lines = [",".join(["species", *SPECIES])]
+    lines = [",".join(["species", *predictions.class_names])]
     for species, row in zip(predictions.species, predictions.probabilities, strict=True):
         lines.append(",".join([species, *(f"{p:.4f}" for p in row)]))
     return "\n".join(lines)

@@ -8,11 +8,11 @@ The model comes from a ``.onnx`` file, an MLflow run (``runs:/<run_id>``, the ru
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from iris_assets import settings
-from iris_assets.data.schema import FEATURES, SPECIES
-from iris_assets.packaging.onnx import ONNX_ARTIFACT, onnx_session
+from iris_assets.data.schema import FEATURES
+from iris_assets.packaging.onnx import ONNX_ARTIFACT, OnnxClassifier
 
 
 class PredictionError(Exception):
@@ -22,20 +22,21 @@ class PredictionError(Exception):
 @dataclass(frozen=True)
 class Predictions:
     species: list[str]
-    probabilities: Any  # numpy array, one row per input row, one column per species
+    class_names: list[str]  # the model's own classes: the columns of ``probabilities``
+    probabilities: Any  # numpy array, one row per input row, one column per class_names entry
 
 
 class IrisOnnxPredictor:
-    def __init__(self, onnx_bytes: bytes, class_names: Sequence[str] = SPECIES):
+    def __init__(self, onnx_bytes: bytes):
         import numpy as np
 
         self._np = np
         try:
-            self._session = onnx_session(onnx_bytes)
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise PredictionError(f"not a loadable ONNX model ({error})") from None
-        self._input = self._session.get_inputs()[0].name
-        self.class_names = list(class_names)
+            self._model = OnnxClassifier(onnx_bytes)
+        except Exception as error:  # onnx and onnxruntime raise their own exception types
+            raise PredictionError(f"not a loadable ONNX model of this project ({error})") from None
+        self._session = self._model.session
+        self.class_names = self._model.class_names
 
     @classmethod
     def load(cls, reference: str, tracking_uri: Optional[str] = None) -> "IrisOnnxPredictor":
@@ -47,8 +48,8 @@ class IrisOnnxPredictor:
             raise PredictionError(
                 f"expected rows of {len(FEATURES)} measurements {FEATURES}, got shape {features.shape}"
             )
-        labels, probabilities = self._session.run(None, {self._input: features})
-        return Predictions([self.class_names[int(i)] for i in labels], probabilities)
+        outputs = self._model.run(features)
+        return Predictions(outputs.labels, outputs.class_names, outputs.probabilities)
 
 
 def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:

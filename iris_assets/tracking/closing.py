@@ -96,29 +96,38 @@ def settle_after_steps(instance: dg.DagsterInstance, dagster_run: dg.DagsterRun,
     return status
 
 
-def end_orphaned_run(config: TrackingConfig, instance: dg.DagsterInstance, dagster_run: dg.DagsterRun) -> list[str]:
+def end_orphaned_run(
+    instance: dg.DagsterInstance, dagster_run: dg.DagsterRun, config: Optional[TrackingConfig] = None
+) -> list[str]:
     """End MLflow runs a finished Dagster run left RUNNING, with the status its end maps to.
 
-    For the run-status sensors: a killed step process or run worker, or a cancel,
-    leaves no in-run code to end the MLflow run. Returns the ids of the runs it ended.
+    For the run-status sensors and the dead-run check: a killed step process or run
+    worker, or a cancel, leaves no in-run code to end the MLflow run. The runs are
+    the ones announced in the Dagster run's event log (each in the store it names)
+    and, in ``config``'s experiment, any candidate tagged with the Dagster run that
+    died before announcing itself. Returns the ids of the runs it ended.
     """
     if not dagster_run.is_finished:
         return []
     status = mlflow_status(dagster_run.status)
-    client = mlflow_client(config.tracking_uri)
-    candidates = {a.mlflow_run_id for a in announcements(instance, dagster_run.run_id)}
-    experiment = client.get_experiment_by_name(config.experiment_name)
-    if experiment is not None:  # also a candidate whose process died before announcing it
-        candidates.update(
-            run.info.run_id
-            for run in client.search_runs(
-                [experiment.experiment_id],
-                filter_string=f"tags.{tags.DAGSTER_RUN_ID_TAG} = '{dagster_run.run_id}' "
-                "AND attributes.status = 'RUNNING'",
+    candidates = {
+        (a.mlflow_run_id, a.tracking_uri) for a in announcements(instance, dagster_run.run_id) if a.tracking_uri
+    }
+    if config is not None:
+        client = mlflow_client(config.tracking_uri)
+        experiment = client.get_experiment_by_name(config.experiment_name)
+        if experiment is not None:
+            candidates.update(
+                (run.info.run_id, config.tracking_uri)
+                for run in client.search_runs(
+                    [experiment.experiment_id],
+                    filter_string=f"tags.{tags.DAGSTER_RUN_ID_TAG} = '{dagster_run.run_id}' "
+                    "AND attributes.status = 'RUNNING'",
+                )
             )
-        )
     ended = []
-    for run_id in sorted(candidates):
+    for run_id, tracking_uri in sorted(candidates):
+        client = mlflow_client(tracking_uri)
         run = client.get_run(run_id)
         if run.info.status != "RUNNING" or _still_written(instance, run):
             continue

@@ -1,10 +1,12 @@
-"""An executor wrapper that ends the MLflow run a dead step process left RUNNING.
+"""The executor wrapper: what the run worker does around any executor, for MLflow and for liveness.
 
-Step processes end the MLflow run themselves (resource teardown, see
-``closing.settle``); one killed mid-step cannot. The executor's parent (the run
-worker) outlives every step process, so after the last one it settles the run
-from the event log (``closing.settle_after_steps``). In one process the
-resource's teardown always runs, so in-process execution needs no wrapper.
+* Before the first step, it records who runs the run (``runs.workers``), so a worker
+  killed outright can be told from one still working, and its runs closed.
+* After the last step, it ends the MLflow run a dead step process left RUNNING.
+  Step processes end the MLflow run themselves (resource teardown, see
+  ``closing.settle``); one killed mid-step cannot, but the run worker outlives
+  every step process, so it settles the run from the event log
+  (``closing.settle_after_steps``, idempotent: in one process it finds the run ended).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from iris_assets.runs.workers import record_worker
 from iris_assets.tracking.closing import settle_after_steps
 
 
@@ -29,6 +32,7 @@ class SettlingExecutor(dg.Executor):
         return self._inner.step_dependency_config
 
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
+        record_worker(plan_context.instance, plan_context.dagster_run.run_id)
         try:
             yield from self._inner.execute(plan_context, execution_plan)
         finally:
@@ -41,16 +45,13 @@ class SettlingExecutor(dg.Executor):
 def settling(
     executor_def: dg.ExecutorDefinition, *, name: str, description: str, default_config: dict
 ) -> dg.ExecutorDefinition:
-    """``executor_def`` with ``default_config`` as its default, each step-per-process mode settling.
+    """``executor_def`` wrapped in ``SettlingExecutor``, with ``default_config`` as its default.
 
-    Its run config keys are ``executor_def``'s; a config choosing ``in_process`` runs
-    unwrapped, any other mode (a process per step) is wrapped in ``SettlingExecutor``.
+    Its run config keys are ``executor_def``'s.
     """
 
     def create(init_context: dg.InitExecutorContext) -> dg.Executor:
-        executor = executor_def.executor_creation_fn(init_context)  # type: ignore[misc]
-        in_one_process = "in_process" in init_context.executor_config
-        return executor if in_one_process else SettlingExecutor(executor)
+        return SettlingExecutor(executor_def.executor_creation_fn(init_context))  # type: ignore[misc]
 
     return dg.ExecutorDefinition(
         name=name,

@@ -36,14 +36,12 @@ from iris_assets.tracking.election import Binding, bind
 from iris_assets.tracking.errors import MlflowBindingError
 from iris_assets.tracking.lineage import upstream_runs
 from iris_assets.tracking.redaction import refuse_secrets_in_config
+from iris_assets.tracking.store import global_store
 from iris_assets.tracking.tags import CHECK_TAG_PREFIX, RUN_ID_METADATA_KEY, RUN_URL_METADATA_KEY
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-# `Model.log` resolves the tracking URI from process-global state; serialise the
-# few calls that need it so concurrent bindings to different stores stay apart.
-_GLOBAL_MLFLOW_STATE = threading.Lock()
 MAX_PARAMS_PER_REQUEST = 100  # MLflow's per-request limit
 
 
@@ -200,16 +198,18 @@ class MlflowRun(dg.ConfigurableResource):
         client = binding.client
         for stale in self._logged_models(name):
             client.delete_logged_model(stale.model_id)
-        with _GLOBAL_MLFLOW_STATE:
-            import mlflow
-
-            mlflow.set_tracking_uri(binding.config.tracking_uri)
+        with global_store(binding.config.tracking_uri):  # `Model.log` reads the global URI
             # Created here so the logged model lands in the run's experiment, not in
             # whatever experiment is globally active in this process.
             logged = client.create_logged_model(binding.experiment_id, name=name, source_run_id=binding.run_id)
             info = flavor.log_model(model, name=name, model_id=logged.model_id, run_id=binding.run_id, **kwargs)
         binding.logged_models[name] = logged.model_id  # logged_model_uri needs no search then
         return info
+
+    def load_model(self, flavor: Any, model_uri: str) -> Any:
+        """Load ``model_uri`` (``models:/...``, ``runs:/...``) from this run's store through ``flavor``."""
+        with global_store(self._bound().config.tracking_uri):  # flavours' load_model read the global URIs
+            return flavor.load_model(model_uri)
 
     def logged_model_uri(self, name: str) -> Optional[str]:
         """``models:/<id>`` of this run's logged model called ``name``, if there is one."""

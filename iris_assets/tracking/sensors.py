@@ -24,7 +24,7 @@ def _closing_sensor(name: str, run_status: dg.DagsterRunStatus, ended: str) -> d
     )
     def _close(context: dg.RunStatusSensorContext, mlflow: MlflowRun) -> None:
         run = context.dagster_run
-        for run_id in end_orphaned_run(mlflow.tracking_config(), context.instance, run):
+        for run_id in end_orphaned_run(context.instance, run, mlflow.tracking_config()):
             context.log.info(f"Ended MLflow run {run_id} (Dagster run {run.run_id} {run.status.value})")
 
     return _close

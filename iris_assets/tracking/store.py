@@ -6,6 +6,7 @@ Every MlflowClient the project uses comes from ``mlflow_client``.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,10 +23,40 @@ if TYPE_CHECKING:
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:
-    """An MlflowClient for ``tracking_uri`` that retries transient store errors."""
+    """An MlflowClient for ``tracking_uri`` (its registry too) that retries transient store errors."""
     from mlflow import MlflowClient
 
-    return _RetryingClient(MlflowClient(tracking_uri=tracking_uri))  # type: ignore[return-value]
+    # The registry URI explicitly: left out, MlflowClient takes the process-global one.
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return _RetryingClient(client)  # type: ignore[return-value]
+
+
+# MLflow's process-global URIs, which some calls read (a flavour's log_model and
+# load_model), are set and restored under this lock, so concurrent bindings to
+# different stores in one process stay apart.
+_GLOBAL_MLFLOW_STATE = threading.Lock()
+_GLOBAL_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextmanager
+def global_store(tracking_uri: str) -> Iterator[None]:
+    """MLflow's global tracking and registry URIs set to ``tracking_uri`` for the duration, then restored.
+
+    ``mlflow.set_tracking_uri`` / ``set_registry_uri`` also write the environment
+    variables subprocesses inherit; those are restored too.
+    """
+    import mlflow
+
+    with _GLOBAL_MLFLOW_STATE:
+        saved = settings.snapshot(_GLOBAL_URI_VARIABLES)
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # back to the environment's
+            mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+            settings.restore(saved)
 
 
 class _RetryingClient:

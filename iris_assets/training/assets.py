@@ -1,6 +1,7 @@
 """The training asset: the random forest (original task "treinamento")."""
 
-from typing import Optional, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import dagster as dg
 from pydantic import Field
@@ -29,7 +30,8 @@ def model_requirements() -> list[str]:
 class Classifier(Protocol):
     """What downstream assets need of the model (typed without importing scikit-learn)."""
 
-    classes_: "object"
+    classes_: "Sequence[Any]"
+    estimators_: "Sequence[Any]"
 
     def predict(self, X): ...
 
@@ -50,6 +52,7 @@ def model(
 ) -> dg.Output[Classifier]:
     """RandomForestClassifier fitted on the training split, logged with MLflow's sklearn flavour."""
     import mlflow.sklearn as mlflow_sklearn
+    import pandas as pd
     from mlflow.models import infer_signature
     from sklearn.ensemble import RandomForestClassifier
 
@@ -72,7 +75,8 @@ def model(
         mlflow_sklearn,
         forest,
         name="model",
-        signature=infer_signature(input_example, forest.predict(input_example)),
+        # Fitted on species names, it answers names: in pyfunc and `mlflow models serve` too.
+        signature=infer_signature(input_example, pd.Series(forest.predict(input_example), name="species")),
         input_example=input_example,
         serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from iris_assets import settings
 from iris_assets.data.schema import Splits
+from iris_assets.evaluation.scoring import scores
 from iris_assets.tracking import MlflowRun
 from iris_assets.training.assets import Classifier
 
@@ -19,8 +20,9 @@ class QualityGateConfig(dg.Config):
     min_accuracy: Optional[float] = Field(
         default=None,
         ge=0,
+        le=1,
         description=f"Least test accuracy a model needs to be packaged. Default: "
-        f"$IRIS_MIN_ACCURACY, else {settings.DEFAULT_MIN_ACCURACY}. Above 1 nothing passes.",
+        f"$IRIS_MIN_ACCURACY, else {settings.DEFAULT_MIN_ACCURACY}.",
     )
 
 
@@ -39,10 +41,8 @@ def resolved_min_accuracy(config: QualityGateConfig) -> float:
 def model_quality_gate(
     config: QualityGateConfig, model: Classifier, splits: Splits, mlflow: MlflowRun
 ) -> dg.AssetCheckResult:
-    from sklearn.metrics import accuracy_score
-
     threshold = resolved_min_accuracy(config)
-    accuracy = float(accuracy_score(splits.y_test, model.predict(splits.X_test)))
+    accuracy = scores(splits.y_test, model.predict(splits.X_test))["accuracy"]
     result = dg.AssetCheckResult(
         passed=accuracy >= threshold,
         metadata={"accuracy": accuracy, "min_accuracy": threshold},

@@ -2,6 +2,7 @@
 leave no MLflow run RUNNING and no registry version, and keep the store usable."""
 
 import math
+import re
 import time
 
 import dagster as dg
@@ -13,6 +14,7 @@ from mlflow import MlflowClient
 from iris_assets.data.schema import (
     CSV_COLUMNS,
     FEATURES,
+    MIN_ROWS_PER_SPECIES,
     SPECIES,
     IrisDataError,
     load_bundled_iris,
@@ -74,19 +76,19 @@ def _csv(path, frame) -> str:
 # name -> (make the file in a folder, return its path; what the error must name besides the path)
 DATA_FILE_CASES = {
     "missing column": (lambda d: _csv(d / "f.csv", _frame().drop(columns=["petal_width"])), "missing ['petal_width']"),
-    "extra column": (lambda d: _csv(d / "f.csv", _frame().assign(colour="red")), "unexpected ['colour']"),
+    "extra column": (lambda d: _csv(d / "f.csv", _frame().assign(colour="red")), "and 1 unexpected column"),
     "renamed column": (
         lambda d: _csv(d / "f.csv", _frame().rename(columns={"species": "class"})),
-        "missing ['species'], unexpected ['class']",
+        "missing ['species'], and 1 unexpected column",
     ),
     "NaN": (lambda d: _csv(d / "f.csv", _frame().assign(sepal_width=float("nan"))), "'sepal_width' must hold numbers"),
     "string in a number column": (
         lambda d: _csv(d / "f.csv", _frame().assign(petal_length="long")),
-        "'petal_length' must hold numbers (finite, >= 0, in cm); row 1 has 'long'",
+        "'petal_length' must hold numbers (finite, >= 0, at most 3.403e+38, in cm); row 1 is not a number",
     ),
     "unknown label": (
         lambda d: _csv(d / "f.csv", _frame().replace({"species": {"setosa": "rose"}})),
-        "unknown species ['rose']",
+        "50 row(s) have a species other than ['setosa', 'versicolor', 'virginica'] (first: row 1)",
     ),
     "one class only": (lambda d: _csv(d / "f.csv", _frame().iloc[:50]), "needs at least two species"),
     "empty file": (lambda d: _bytes(d / "f.csv", b""), "cannot be read as CSV"),
@@ -231,10 +233,20 @@ _measurement = st.floats(min_value=0.0, max_value=50.0, allow_nan=False, width=3
 _not_a_length = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf]),
     st.floats(max_value=-1e-6, allow_infinity=False),
+    st.floats(min_value=3.5e38, allow_infinity=False),  # beyond float32
     st.text(min_size=1, max_size=8).filter(lambda s: _not_a_number(s)),
 )
-_row = st.tuples(_measurement, _measurement, _measurement, _measurement, st.sampled_from(SPECIES))
-_table = st.lists(_row, min_size=2, max_size=40).filter(lambda rows: len({r[4] for r in rows}) >= 2)
+_measurements = st.tuples(_measurement, _measurement, _measurement, _measurement)
+# Valid tables: two or three species, at least MIN_ROWS_PER_SPECIES rows of each, in any order.
+_table = (
+    st.lists(st.sampled_from(SPECIES), min_size=2, max_size=3, unique=True)
+    .flatmap(
+        lambda species: st.tuples(
+            *[st.lists(_measurements, min_size=MIN_ROWS_PER_SPECIES, max_size=12) for _ in species]
+        ).map(lambda groups: [(*row, name) for name, group in zip(species, groups, strict=True) for row in group])
+    )
+    .flatmap(st.permutations)
+)
 
 
 def _to_frame(rows):
@@ -273,7 +285,8 @@ def test_one_bad_cell_is_named(outcome, rows, data, column, bad):
     with pytest.raises(IrisDataError) as error:
         validate_iris_frame(frame, "t.csv")
     message = str(error.value)
-    assert message.startswith("t.csv: ") and repr(column) in message and f"row {row + 1} has" in message
+    assert message.startswith("t.csv: ") and repr(column) in message
+    assert re.search(rf"row {row + 1} (is empty|is not a number|is not finite within float32|is negative)$", message)
 
 
 def _not_a_number(text: str) -> bool:

@@ -383,7 +383,21 @@ def test_eight_runs_at_once_through_the_queue(topology, instance, outcome):
         }
     errors = [e for r in run_ids for e in instance.all_logs(r, of_type=dg.DagsterEventType.STEP_FAILURE)]
     assert errors == []
-    outcome.note("8 SUCCESS; 8 MLflow runs FINISHED, each with its own params and all artifacts; no step failure")
+    # Promotions were decided one at a time (the registry pool): no two promoted versions
+    # were compared with the same champion, and every decision names the champion it faced.
+    versions = topology.mlflow_client().search_model_versions("name = 'iris-random-forest'")
+    mine = [v for v in versions if v.tags.get("dagster_run_id") in run_ids]
+    assert len(mine) == 8
+    promoted = [v.tags["compared_with"] for v in mine if v.tags["promotion"] == "promoted"]
+    assert len(promoted) == len(set(promoted)), [
+        (v.version, v.tags["promotion"], v.tags["compared_with"]) for v in mine
+    ]
+    champion = topology.mlflow_client().get_model_version_by_alias("iris-random-forest", "champion").version
+    assert str(champion) in {str(v.version) for v in versions}
+    outcome.note(
+        f"8 SUCCESS; 8 MLflow runs FINISHED, each with its own params and all artifacts; no step failure; "
+        f"{len(promoted)} promotion(s), each against a different champion"
+    )
 
 
 # -- secrets (last: searches what every case above wrote) ----------------------------------------

@@ -1,0 +1,1 @@
+"""Runs whose worker died: detection, closing, and the `iris-runs` command."""
