@@ -14,6 +14,7 @@ from iris_assets.packaging import checks as packaging_checks
 from iris_assets.registry import assets as registry_assets
 from iris_assets.tracking import MlflowRun, credentials_from_environment
 from iris_assets.tracking.sensors import (
+    close_dead_runs,
     close_mlflow_run_on_cancel,
     close_mlflow_run_on_failure,
     close_orphaned_mlflow_runs,
@@ -28,7 +29,13 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([data_checks, training_checks, packaging_checks]),
     jobs=[iris_pipeline],
     schedules=[iris_retraining],
-    sensors=[new_iris_data, close_mlflow_run_on_failure, close_mlflow_run_on_cancel, close_orphaned_mlflow_runs],
+    sensors=[
+        new_iris_data,
+        close_mlflow_run_on_failure,
+        close_mlflow_run_on_cancel,
+        close_orphaned_mlflow_runs,
+        close_dead_runs,
+    ],
     resources={"mlflow": MlflowRun(**credentials_from_environment()), "io_manager": RunScopedPickleIOManager()},
     executor=in_process_or_multiprocess_executor,
 )

@@ -101,7 +101,10 @@ class Settings:
         _path,
     )
     tracking_uri: Optional[str] = _setting(
-        "MLFLOW_TRACKING_URI", "`sqlite:///.iris_state/mlflow.db`", "MLflow tracking store", _non_empty
+        "MLFLOW_TRACKING_URI",
+        "`sqlite:///.iris_state/mlflow.db`",
+        "MLflow tracking store (a `user:password@` in it moves to the two variables below when the package loads)",
+        _non_empty,
     )
     experiment: str = _setting("IRIS_MLFLOW_EXPERIMENT", f"`{DEFAULT_EXPERIMENT}`", "MLflow experiment", _non_empty)
     mlflow_ui_url: Optional[str] = _setting(
@@ -261,6 +264,27 @@ def _parsed(values: tuple[Optional[str], ...]) -> Settings:
 def apply_process_defaults() -> None:
     for setting in PROCESS_DEFAULTS:
         os.environ.setdefault(setting.name, setting.default.strip("`"))
+    _move_uri_credentials()
+
+
+def _move_uri_credentials() -> None:
+    """Credentials in $MLFLOW_TRACKING_URI's user-info move to MLflow's credential variables.
+
+    MLflow puts the tracking URI in its error messages and printed links, and this
+    process's children inherit it; without ``user:password@`` it can be shown. An
+    explicit $MLFLOW_TRACKING_USERNAME / $MLFLOW_TRACKING_PASSWORD is kept.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return
+    os.environ["MLFLOW_TRACKING_URI"] = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    if parts.username:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username))
+    if parts.password:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
 
 
 def process_default(name: str) -> str:

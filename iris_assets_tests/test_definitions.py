@@ -54,6 +54,7 @@ def test_automation_snapshot():
         "close_mlflow_run_on_failure",
         "close_mlflow_run_on_cancel",
         "close_orphaned_mlflow_runs",
+        "close_dead_runs",
     }
 
 

@@ -270,6 +270,16 @@ def test_predict_json_from_stdin_with_a_run(registry):
         (["--model", f"models:/{MODEL}@no-such-alias"], "[[5.1, 3.5, 1.4, 0.2]]", "no-such-alias"),
         (["--model", "runs:/0123456789abcdef"], "[[5.1, 3.5, 1.4, 0.2]]", "runs:/0123456789abcdef"),
         (["--model", "missing.onnx"], "[[5.1, 3.5, 1.4, 0.2]]", "'missing.onnx': no such file"),
+        ([], "5.1,3.5," + "1" * 200_000 + ",0.2\n", "input is not valid CSV (field larger than field limit"),
+        ([], "[[" + "9" * 5000 + ", 3.5, 1.4, 0.2]]", "input is not valid JSON (Exceeds the limit (4300 digits)"),
+        ([], "[[1e39, 3.5, 1.4, 0.2]]", "row 1: sepal_length = 1e+39 is outside the float32 range"),
+        ([], '"abc"', "JSON input must be a list of rows, not a str"),
+        (
+            ["--tracking-uri", "garbage://x"],
+            "[[5.1, 3.5, 1.4, 0.2]]",
+            "the tracking store 'garbage://x' cannot be used",
+        ),
+        ([], "1" * (17 * 1024 * 1024), "input is larger than 16,777,216 bytes"),
     ],
     ids=[
         "3 columns",
@@ -282,6 +292,12 @@ def test_predict_json_from_stdin_with_a_run(registry):
         "unknown alias",
         "unknown run",
         "missing file",
+        "field over 128 KiB",
+        "5000-digit number",
+        "beyond float32",
+        "a JSON string",
+        "garbage tracking URI",
+        "over the input limit",
     ],
 )
 def test_predict_bad_input_is_a_clear_error(registry, args, stdin, message):

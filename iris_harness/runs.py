@@ -7,15 +7,12 @@ from typing import Optional
 
 import dagster as dg
 
+from iris_assets.automation.jobs import iris_pipeline_job
 from iris_harness.environment import BIN
 from iris_harness.processes import wait_until
 
-
-def iris_pipeline() -> dg.JobDefinition:
-    """The job, for ``dg.reconstructable(iris_pipeline)``: executors that start processes import it here."""
-    from iris_assets import defs
-
-    return defs.resolve_job_def("iris_pipeline")
+# The job, for ``dg.reconstructable(iris_pipeline)``: executors that start processes import it again.
+iris_pipeline = iris_pipeline_job
 
 
 def start_job_execute(run_config: dict, folder: Path, name: str, cwd: Optional[Path] = None) -> subprocess.Popen:

@@ -9,3 +9,9 @@ export DO_NOT_TRACK=1
 mkdir -p "$DAGSTER_HOME"
 # Pools: one registry promotion at a time (iris_assets/registry/promotion.py).
 [ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n' > "$DAGSTER_HOME/dagster.yaml"
+# A new home's storage is created once, here, under a lock: Dagster creates it on first
+# use, and several first uses at once (runs started together) race in its migrations.
+if [ ! -f "$DAGSTER_HOME/.iris-initialised" ]; then
+  flock "$DAGSTER_HOME/.iris-init.lock" sh -c \
+    '[ -f "$DAGSTER_HOME/.iris-initialised" ] || { .venv/bin/iris-runs init && touch "$DAGSTER_HOME/.iris-initialised"; }'
+fi

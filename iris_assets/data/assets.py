@@ -5,7 +5,15 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from iris_assets.data.schema import FEATURES, SPECIES, IrisTable, Splits, load_bundled_iris, load_iris_csv
+from iris_assets.data.schema import (
+    FEATURES,
+    SPECIES,
+    IrisDataError,
+    IrisTable,
+    Splits,
+    load_bundled_iris,
+    load_iris_csv,
+)
 from iris_assets.tracking import MlflowRun
 
 
@@ -57,6 +65,7 @@ def splits(
     from sklearn.model_selection import train_test_split
 
     frame = raw_data.frame
+    _check_split_sizes(len(frame), frame["species"].nunique(), config.test_size)
     X_train, X_test, y_train, y_test = train_test_split(
         frame[FEATURES],
         frame["species"],
@@ -84,3 +93,16 @@ def splits(
             **mlflow.link(context),
         },
     )
+
+
+def _check_split_sizes(rows: int, species: int, test_size: float) -> None:
+    """Refuse, in our words, a split scikit-learn would refuse: each side needs a row of every species."""
+    import math
+
+    test_rows = math.ceil(test_size * rows)
+    train_rows = rows - test_rows
+    if test_rows < species or train_rows < species:
+        raise IrisDataError(
+            f"splits: test_size={test_size} splits {rows} rows into {train_rows} for training and {test_rows} for "
+            f"testing; a stratified split needs at least {species} (one per species) on each side"
+        )

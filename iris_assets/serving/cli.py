@@ -5,7 +5,9 @@
 
 Rows are CSV (the four measurements, with or without a header naming them) or
 JSON (a list of rows, each a list of four numbers or an object keyed by
-measurement name). Bad input is a one-line error and exit status 2.
+measurement name). The input may hold at most ``MAX_INPUT_BYTES`` (16 MiB; split
+larger batches), which bounds the command's memory. Bad input is a one-line error
+and exit status 2, never a traceback.
 """
 
 import argparse
@@ -14,25 +16,56 @@ import io
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from iris_assets.data.schema import FEATURES
+from iris_assets.data.schema import FEATURES, FLOAT32_MAX
 from iris_assets.serving.predictor import IrisOnnxPredictor, PredictionError, Predictions
+
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+
+
+def read_input(source: str) -> str:
+    """The text of a file (or ``-``: standard input), refused beyond MAX_INPUT_BYTES before it is all read."""
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:
+            with open(source, "rb") as file:
+                data = file.read(MAX_INPUT_BYTES + 1)
+    except OSError as error:
+        raise PredictionError(f"cannot read {source!r} ({error.strerror})") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise PredictionError(f"input is larger than {MAX_INPUT_BYTES:,} bytes; split it into smaller batches")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PredictionError(f"input is not UTF-8 text (byte {error.start})") from None
 
 
 def parse_rows(text: str, fmt: str = "auto") -> list[list[float]]:
     """Rows of the four measurements from CSV or JSON text, validated."""
     if fmt == "auto":
-        fmt = "json" if text.lstrip()[:1] in ("[", "{") else "csv"
+        first = text.lstrip()[:1]
+        fmt = "json" if first in ("[", "{") or (first == '"' and _is_json(text)) else "csv"
     rows = _json_rows(text) if fmt == "json" else _csv_rows(text)
     if not rows:
         raise PredictionError("no rows to predict")
     return [_validated(row, number) for number, row in enumerate(rows, start=1)]
 
 
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _csv_rows(text: str) -> list[Any]:
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as error:  # e.g. a field over the csv module's 128 KiB limit
+        raise PredictionError(f"input is not valid CSV ({error})") from None
     if rows and not _is_number(rows[0][0]):
         header = [cell.strip() for cell in rows[0]]
         if sorted(header) != sorted(FEATURES):
@@ -44,12 +77,12 @@ def _csv_rows(text: str) -> list[Any]:
 def _json_rows(text: str) -> list[Any]:
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise PredictionError(f"input is not valid JSON ({error})") from None
+    except ValueError as error:  # also a number of more digits than Python converts (4,300)
+        raise PredictionError(f"input is not valid JSON ({str(error).split(';')[0][:120]})") from None
     if isinstance(data, dict) or (isinstance(data, list) and data and not isinstance(data[0], (list, dict))):
         data = [data]  # a single row
     if not isinstance(data, list):
-        raise PredictionError("JSON input must be a list of rows")
+        raise PredictionError(f"JSON input must be a list of rows, not a {type(data).__name__}")
     return data
 
 
@@ -65,11 +98,14 @@ def _validated(row: Any, number: int) -> list[float]:
     for name, value in zip(FEATURES, row, strict=True):
         if value is None or (isinstance(value, str) and not value.strip()):
             raise PredictionError(f"row {number}: {name} is missing")
+        shown = _shown(value)
         if isinstance(value, bool) or not _is_number(value):
-            raise PredictionError(f"row {number}: {name} = {value!r} is not a number")
+            raise PredictionError(f"row {number}: {name} = {shown} is not a number")
         number_value = float(value)
         if not math.isfinite(number_value):
-            raise PredictionError(f"row {number}: {name} = {value!r} is not a finite number")
+            raise PredictionError(f"row {number}: {name} = {shown} is not a finite number")
+        if abs(number_value) > FLOAT32_MAX:
+            raise PredictionError(f"row {number}: {name} = {shown} is outside the float32 range the model computes in")
         values.append(number_value)
     return values
 
@@ -77,9 +113,14 @@ def _validated(row: Any, number: int) -> list[float]:
 def _is_number(value: Any) -> bool:
     try:
         float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return True
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text):,} characters)"
 
 
 def format_predictions(predictions: Predictions, as_json: bool) -> str:
@@ -114,14 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("input", help="a CSV or JSON file of measurements, or - for standard input")
     args = parser.parse_args(argv)
     try:
-        if args.input == "-":
-            text = sys.stdin.read()
-        else:
-            try:
-                text = Path(args.input).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise PredictionError(f"cannot read {args.input!r} ({error})") from None
-        rows = parse_rows(text, args.format)
+        rows = parse_rows(read_input(args.input), args.format)
         predictor = IrisOnnxPredictor.load(args.model, args.tracking_uri)
         print(format_predictions(predictor.predict(rows), args.json))
     except PredictionError as error:

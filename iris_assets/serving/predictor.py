@@ -61,11 +61,14 @@ def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:
             )
         return path.read_bytes()
 
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri or settings.current().resolved_tracking_uri)
+    from iris_assets.tracking.redaction import redacted
+    from iris_assets.tracking.store import mlflow_client
+
+    store = tracking_uri or settings.current().resolved_tracking_uri
     try:
+        client = mlflow_client(store)
         if reference.startswith("runs:/"):
             run_id, _, artifact = reference.removeprefix("runs:/").partition("/")
             artifact_uri = f"runs:/{run_id}/{artifact or ONNX_ARTIFACT}"
@@ -80,9 +83,14 @@ def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:
         run_id, _, artifact = artifact_uri.removeprefix("runs:/").partition("/")
         return Path(client.download_artifacts(run_id, artifact)).read_bytes()
     except MlflowException as error:
-        raise PredictionError(f"model {reference!r}: {error.message}") from None
+        raise PredictionError(f"model {reference!r}: {redacted(error.message)}") from None
     except OSError as error:
         raise PredictionError(f"model {reference!r}: {error}") from None
+    except Exception as error:  # whatever the store raises (a garbage URI, a server down), one line
+        detail = redacted(str(error).strip().splitlines()[0][:300]) if str(error).strip() else ""
+        raise PredictionError(
+            f"model {reference!r}: the tracking store {redacted(store)!r} cannot be used ({type(error).__name__}: {detail})"
+        ) from None
 
 
 def _parse_models_uri(reference: str) -> tuple[str, str]:

@@ -24,7 +24,7 @@ import dagster as dg
 from iris_assets.tracking import tags
 from iris_assets.tracking.config import TrackingConfig
 from iris_assets.tracking.election import Binding, announcements, delete_losing_candidates
-from iris_assets.tracking.store import mlflow_client
+from iris_assets.tracking.store import mlflow_client, sqlite_database
 
 
 def mlflow_status(dagster_status: dg.DagsterRunStatus) -> str:
@@ -142,6 +142,9 @@ def end_orphaned_runs(config: TrackingConfig, instance: dg.DagsterInstance) -> l
     The sweep behind the run-status sensors. Runs written by Dagster runs this
     instance does not know are left alone. Returns (MLflow run id, status written) pairs.
     """
+    database = sqlite_database(config.tracking_uri)
+    if database is not None and not database.exists():
+        return []  # no store yet, nothing to end (and nothing created here)
     client = mlflow_client(config.tracking_uri)
     experiment = client.get_experiment_by_name(config.experiment_name)
     if experiment is None:

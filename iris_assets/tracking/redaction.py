@@ -10,6 +10,14 @@ from iris_assets.tracking.errors import MlflowBindingError
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|CREDENTIAL|PRIVATE|API_KEY|ACCESS_KEY|USERNAME", re.I)
 
 
+_USER_INFO = re.compile(r"(?<=://)[^/@\s:]*(?::[^/@\s]*)?@")
+
+
+def redacted(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL in it removed."""
+    return _USER_INFO.sub("", text)
+
+
 def without_credentials(uri: str) -> str:
     """``uri`` without a ``user:password@`` part (event logs and tags are not secret)."""
     parts = urlparse(uri)
@@ -18,8 +26,14 @@ def without_credentials(uri: str) -> str:
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
-def refuse_secrets_in_config(env: Mapping[str, str], env_to_tag: Iterable[str]) -> None:
-    """Raise if the resource's ``env`` or ``env_to_tag`` config names a credential."""
+def refuse_secrets_in_config(env: Mapping[str, str], env_to_tag: Iterable[str], tracking_uri: str | None) -> None:
+    """Raise if the resource's config holds or names a credential."""
+    if tracking_uri and without_credentials(tracking_uri) != tracking_uri:
+        raise MlflowBindingError(
+            f"The mlflow resource's `mlflow_tracking_uri` config holds credentials ({without_credentials(tracking_uri)} "
+            "with a user:password@ part): run config is stored with every run and shown in the UI. Set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment instead."
+        )
     for name in env:
         if SECRET_NAME.search(name):
             raise MlflowBindingError(

@@ -128,7 +128,7 @@ class MlflowRun(dg.ConfigurableResource):
                     raise MlflowBindingError(
                         "MlflowRun is used outside a Dagster run; give it to an asset as a resource."
                     )
-                refuse_secrets_in_config(self.env, self.env_to_tag or [])
+                refuse_secrets_in_config(self.env, self.env_to_tag or [], self.mlflow_tracking_uri)
                 settings.export(self.env)
                 # MLflow's REST client reads credentials from the environment.
                 settings.export(
@@ -198,7 +198,7 @@ class MlflowRun(dg.ConfigurableResource):
         client = binding.client
         for stale in self._logged_models(name):
             client.delete_logged_model(stale.model_id)
-        with global_store(binding.config.tracking_uri):  # `Model.log` reads the global URI
+        with global_store(binding.config.tracking_uri, binding.config.tracking_uri_source):  # `Model.log` reads it
             # Created here so the logged model lands in the run's experiment, not in
             # whatever experiment is globally active in this process.
             logged = client.create_logged_model(binding.experiment_id, name=name, source_run_id=binding.run_id)
@@ -208,7 +208,8 @@ class MlflowRun(dg.ConfigurableResource):
 
     def load_model(self, flavor: Any, model_uri: str) -> Any:
         """Load ``model_uri`` (``models:/...``, ``runs:/...``) from this run's store through ``flavor``."""
-        with global_store(self._bound().config.tracking_uri):  # flavours' load_model read the global URIs
+        config = self._bound().config
+        with global_store(config.tracking_uri, config.tracking_uri_source):  # load_model reads the global URIs
             return flavor.load_model(model_uri)
 
     def logged_model_uri(self, name: str) -> Optional[str]:

@@ -1,4 +1,7 @@
-"""Daemon sensors that end MLflow runs no code inside the run could end.
+"""Daemon sensors that end runs no code inside the run could end.
+
+``close_dead_runs`` marks failed (or canceled) the runs whose run worker on this
+host is gone (``kill -9`` of ``dagster job execute``), and ends their MLflow runs.
 
 ``close_mlflow_run_on_failure`` / ``..._on_cancel`` end the MLflow run of a Dagster
 run that failed or was canceled in a way that left it RUNNING (a run worker
@@ -10,6 +13,7 @@ tracking server was down at the time, or the daemon was not running).
 import dagster as dg
 
 from iris_assets import settings
+from iris_assets.runs.workers import close_dead_runs as close_dead_runs_of_this_host
 from iris_assets.tracking.closing import end_orphaned_run, end_orphaned_runs
 from iris_assets.tracking.resource import MlflowRun
 
@@ -48,3 +52,17 @@ def close_orphaned_mlflow_runs(context: dg.SensorEvaluationContext, mlflow: Mlfl
     return dg.SkipReason(
         f"ended {len(ended)} MLflow run(s)" if ended else "no MLflow run left RUNNING by a finished Dagster run"
     )
+
+
+@dg.sensor(
+    minimum_interval_seconds=settings.current().orphan_sweep_seconds,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Mark failed the runs whose run worker on this host died (killed, crashed), ending their MLflow runs.",
+)
+def close_dead_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    closed = close_dead_runs_of_this_host(context.instance)
+    for run in closed:
+        context.log.info(
+            f"Run {run.run_id}: worker {run.worker} is gone; marked {run.status}; MLflow {run.mlflow_runs}"
+        )
+    return dg.SkipReason(f"closed {len(closed)} run(s)" if closed else "no run with a dead worker on this host")

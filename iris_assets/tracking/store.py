@@ -22,13 +22,38 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-def mlflow_client(tracking_uri: str) -> MlflowClient:
-    """An MlflowClient for ``tracking_uri`` (its registry too) that retries transient store errors."""
+def mlflow_client(tracking_uri: str, source: str = "the run's announcement") -> MlflowClient:
+    """An MlflowClient for ``tracking_uri`` (its registry too) that retries transient store errors,
+    and says which store is unreachable (and where its URI came from) when it is."""
     from mlflow import MlflowClient
 
     # The registry URI explicitly: left out, MlflowClient takes the process-global one.
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    return _RetryingClient(client)  # type: ignore[return-value]
+    return _RetryingClient(client, tracking_uri, source)  # type: ignore[return-value]
+
+
+# What requests/urllib3 say, inside MLflow's exceptions, when a tracking server cannot be reached.
+_UNREACHABLE = (
+    "Max retries exceeded",
+    "Connection refused",
+    "Failed to resolve",
+    "Connection aborted",
+    "Remote end closed connection",
+    "Read timed out",
+)
+
+
+@contextmanager
+def explained(tracking_uri: str, source: str) -> Iterator[None]:
+    """A tracking server that cannot be reached raises MlflowBindingError naming it, not MLflow's retry error."""
+    try:
+        yield
+    except MlflowBindingError:
+        raise
+    except Exception as error:
+        if any(marker in str(error) for marker in _UNREACHABLE):
+            raise MlflowBindingError(store_problem(tracking_uri, source, error)) from error
+        raise
 
 
 # MLflow's process-global URIs, which some calls read (a flavour's log_model and
@@ -39,7 +64,7 @@ _GLOBAL_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 @contextmanager
-def global_store(tracking_uri: str) -> Iterator[None]:
+def global_store(tracking_uri: str, source: str) -> Iterator[None]:
     """MLflow's global tracking and registry URIs set to ``tracking_uri`` for the duration, then restored.
 
     ``mlflow.set_tracking_uri`` / ``set_registry_uri`` also write the environment
@@ -52,7 +77,8 @@ def global_store(tracking_uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         try:
-            yield
+            with explained(tracking_uri, source):
+                yield
         finally:
             mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # back to the environment's
             mlflow.set_registry_uri(None)  # type: ignore[arg-type]
@@ -70,8 +96,9 @@ class _RetryingClient:
     TRANSIENT = ("UNIQUE constraint failed", "database is locked", "could not serialize access")
     ATTEMPTS = 5
 
-    def __init__(self, client: MlflowClient):
+    def __init__(self, client: MlflowClient, tracking_uri: str, source: str):
         self._client = client
+        self._store = (tracking_uri, source)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -81,14 +108,15 @@ class _RetryingClient:
         def call(*args: Any, **kwargs: Any) -> Any:
             import time
 
-            for attempt in range(self.ATTEMPTS):
-                try:
-                    return attribute(*args, **kwargs)
-                except Exception as error:
-                    transient = any(marker in str(error) for marker in self.TRANSIENT)
-                    if not transient or attempt == self.ATTEMPTS - 1:
-                        raise
-                    time.sleep(0.05 * 2**attempt)
+            with explained(*self._store):
+                for attempt in range(self.ATTEMPTS):
+                    try:
+                        return attribute(*args, **kwargs)
+                    except Exception as error:
+                        transient = any(marker in str(error) for marker in self.TRANSIENT)
+                        if not transient or attempt == self.ATTEMPTS - 1:
+                            raise
+                        time.sleep(0.05 * 2**attempt)
 
         return call
 
@@ -101,7 +129,7 @@ def open_experiment(config: TrackingConfig) -> tuple[MlflowClient, str]:
     try:
         check_tracking_uri(config.tracking_uri)
         with sqlite_setup_lock(config.tracking_uri):
-            client = mlflow_client(config.tracking_uri)
+            client = mlflow_client(config.tracking_uri, config.tracking_uri_source)
             return client, _experiment_id(client, config.experiment_name, config.tracking_uri)
     except MlflowBindingError:
         raise
@@ -148,7 +176,7 @@ def store_problem(tracking_uri: str, source: str, error: Exception) -> str:
             f"({detail}): SQLAlchemy reads postgresql:// as psycopg 3; write "
             "postgresql+psycopg2:// to use the installed psycopg2."
         )
-    if any(marker in str(error) for marker in ("Max retries exceeded", "Connection refused", "Failed to resolve")):
+    if any(marker in str(error) for marker in _UNREACHABLE):
         retries = settings.process_default("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
         return f"MLflow tracking server {shown} is unreachable (gave up after {retries} retries with backoff): {detail}"
     return f"MLflow tracking URI {shown} cannot be used: {detail}"

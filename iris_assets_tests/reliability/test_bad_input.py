@@ -53,6 +53,10 @@ RUN_CONFIG_CASES = {
     "test_size 0": (_split(test_size=0), ["test_size", "greater than 0"]),
     "test_size 1": (_split(test_size=1), ["test_size", "less than 1"]),
     "test_size a string": (_split(test_size="20%"), ["test_size", "20%", "Float"]),
+    "test_size leaving one training row": (
+        _split(test_size=0.995),
+        ["test_size=0.995", "1 for training", "on each side"],
+    ),
     "a credential in env": (
         {"resources": {"mlflow": {"config": {"env": {"MLFLOW_TRACKING_PASSWORD": "hunter3"}}}}},
         ["MLFLOW_TRACKING_PASSWORD", "looks like a credential", "dg.EnvVar"],
@@ -91,6 +95,11 @@ DATA_FILE_CASES = {
         "50 row(s) have a species other than ['setosa', 'versicolor', 'virginica'] (first: row 1)",
     ),
     "one class only": (lambda d: _csv(d / "f.csv", _frame().iloc[:50]), "needs at least two species"),
+    "5 rows": (lambda d: _csv(d / "f.csv", _frame().iloc[[0, 1, 2, 50, 51]]), "each species needs at least 5 rows"),
+    "beyond float32": (
+        lambda d: _csv(d / "f.csv", _frame().assign(sepal_length=1e308)),
+        "'sepal_length' must hold numbers (finite, >= 0, at most 3.403e+38, in cm); row 1 is not finite within float32",
+    ),
     "empty file": (lambda d: _bytes(d / "f.csv", b""), "cannot be read as CSV"),
     "header only": (lambda d: _bytes(d / "f.csv", ",".join(CSV_COLUMNS).encode() + b"\n"), "has a header but no rows"),
     "not UTF-8": (
@@ -225,6 +234,33 @@ def test_deleted_experiment(instance, tracking_uri, outcome):
     assert client.search_runs([experiment_id]) == []
     outcome.note("no run created in the deleted experiment")
     _assert_nothing_left(tracking_uri)
+
+
+SENTINEL = "db_password=hunter2-9f1a"
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["column name", "number cell", "species cell", "first line"],
+)
+def test_errors_never_echo_the_file(tmp_path, where, outcome):
+    """A data file's content (a secret in a column name, a cell, its first line) never appears in the error"""
+    frame = _frame()
+    path = tmp_path / "f.csv"
+    if where == "column name":
+        frame = frame.rename(columns={"species": SENTINEL})
+    elif where == "number cell":
+        frame["petal_width"] = frame["petal_width"].astype(object)
+        frame.loc[3, "petal_width"] = SENTINEL
+    elif where == "species cell":
+        frame.loc[3, "species"] = SENTINEL
+    frame.to_csv(path, index=False)
+    if where == "first line":
+        path.write_text(SENTINEL + "\n" + path.read_text())
+    with pytest.raises(IrisDataError) as error:
+        load_iris_csv(str(path))
+    assert SENTINEL not in str(error.value) and "hunter2" not in str(error.value), str(error.value)
+    outcome.note(f"{where}: {str(error.value).removeprefix(str(path))}")
 
 
 # -- properties of the data validation ---------------------------------------------------------

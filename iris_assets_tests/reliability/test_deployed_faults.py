@@ -42,6 +42,8 @@ SECRETS = {
     "MLFLOW_TRACKING_TOKEN": "sentinel-token-4b8d",
 }
 DB_PASSWORD = "sentinel-db-password-2e6f"
+# A password in the tracking URI's user-info, as a user may write it.
+URI_PASSWORD = "sentinel-uri-password-8b3d"
 
 # A forest big enough that the model step is still running when the fault lands.
 FAULT_CONFIG = {"ops": {"model": {"config": {"n_estimators": 300}}}}
@@ -64,6 +66,7 @@ def topology(tmp_path_factory):
         postgres,
         env={**SECRETS, "DAGSTER_MAX_CONCURRENT_RUNS": "4"},
     )
+    topology.env["MLFLOW_TRACKING_URI"] = topology.mlflow_url.replace("http://", f"http://iris:{URI_PASSWORD}@")
     try:
         yield topology.start()
     finally:
@@ -404,8 +407,8 @@ def test_eight_runs_at_once_through_the_queue(topology, instance, outcome):
 
 
 def test_no_secret_in_any_store(topology, instance, outcome):
-    """Credentials (MLflow's and the database password) appear in no MLflow param or tag, run config, event log or compute log"""
-    secrets = [*SECRETS.values(), DB_PASSWORD]
+    """Credentials (MLflow's, one in the tracking URI, the database password) appear in no MLflow param or tag, run config, event log, compute log or service output"""
+    secrets = [*SECRETS.values(), DB_PASSWORD, URI_PASSWORD]
     assert instance.get_runs(), "the cases above ran nothing"
     found: list[str] = []
 
@@ -432,7 +435,8 @@ def test_no_secret_in_any_store(topology, instance, outcome):
         found += [f"dagster run {run.run_id}: {s}" for s in secrets if s in text]
     compute_logs = [p for p in (topology.home / "storage").rglob("*") if p.is_file()]
     assert compute_logs, "no compute log was written"
-    for path in compute_logs:
+    # ... and everything the services printed (run workers print to the code server's output).
+    for path in [*compute_logs, *topology.folder.glob("*.log")]:
         content = path.read_bytes()
         found += [f"{path}: {s}" for s in secrets if s.encode() in content]
     assert found == []
