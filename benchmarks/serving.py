@@ -27,7 +27,7 @@ def pipeline_model():
 
     frame = load_bundled_iris().frame
     X_train, _, y_train, _ = train_test_split(
-        frame[FEATURES], frame["target"], test_size=0.2, random_state=42, stratify=frame["target"]
+        frame[FEATURES], frame["species"], test_size=0.2, random_state=42, stratify=frame["species"]
     )
     forest = RandomForestClassifier(n_estimators=100, max_depth=10, random_state=42).fit(X_train, y_train)
     return forest, to_onnx(forest, len(FEATURES)), frame[FEATURES]

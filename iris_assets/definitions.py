@@ -6,11 +6,9 @@ from iris_assets.automation.jobs import in_process_or_multiprocess_executor, iri
 from iris_assets.automation.schedules import iris_retraining
 from iris_assets.automation.sensors import new_iris_data
 from iris_assets.data import assets as data_assets
-from iris_assets.data import checks as data_checks
 from iris_assets.evaluation import assets as evaluation_assets
 from iris_assets.io_manager import RunScopedPickleIOManager
 from iris_assets.packaging import assets as packaging_assets
-from iris_assets.packaging import checks as packaging_checks
 from iris_assets.registry import assets as registry_assets
 from iris_assets.tracking import MlflowRun, credentials_from_environment
 from iris_assets.tracking.sensors import (
@@ -20,13 +18,11 @@ from iris_assets.tracking.sensors import (
     close_orphaned_mlflow_runs,
 )
 from iris_assets.training import assets as training_assets
-from iris_assets.training import checks as training_checks
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(
         [data_assets, training_assets, evaluation_assets, packaging_assets, registry_assets]
     ),
-    asset_checks=dg.load_asset_checks_from_modules([data_checks, training_checks, packaging_checks]),
     jobs=[iris_pipeline],
     schedules=[iris_retraining],
     sensors=[

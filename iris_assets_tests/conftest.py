@@ -7,6 +7,28 @@ import pytest
 
 from iris_harness.environment import QUIET_ENV
 
+# The quick lane (`bash scripts/test.sh -m quick`): the binding, the assets, the rule
+# and bad input, without servers, concurrency or repetitions. A test of these modules
+# marked `slow` stays out of it.
+QUICK_MODULES = {
+    "test_binding",
+    "test_dagster_private",
+    "test_data",
+    "test_definitions",
+    "test_packaging",
+    "test_pipeline",
+    "test_promotion",
+    "test_settings",
+    "test_training",
+    "test_bad_input",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in QUICK_MODULES and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.quick)
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):

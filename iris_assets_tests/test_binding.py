@@ -31,6 +31,7 @@ def _execute(instance, run_config: dict) -> "dg.JobExecutionResult":
     )
 
 
+@pytest.mark.slow  # a race repeated until it is seen: outside the quick lane
 def test_parallel_root_steps_converge_on_one_run(instance, tracking_uri, tmp_path):
     """10 runs in a row, 4 root steps each binding at the same moment: one run each.
 

@@ -89,7 +89,7 @@ def test_dagster_instance_of_the_stack():
     instance = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     assert instance["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    assert instance["run_coordinator"]["config"]["max_concurrent_runs"] == {"env": "DAGSTER_MAX_CONCURRENT_RUNS"}
+    assert instance["concurrency"]["runs"]["max_concurrent_runs"] == 4
     assert instance["run_launcher"]["class"] == "DefaultRunLauncher"
     assert instance["telemetry"]["enabled"] is False
     assert instance["concurrency"]["pools"]["default_limit"] == 1  # promotions one at a time

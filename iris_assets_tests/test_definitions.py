@@ -64,11 +64,13 @@ def test_hyperparameter_defaults_are_the_original_ones():
         for name in ("model", "splits", "onnx_model")
     }
     model_fields = config_fields["model"].config_type.fields["config"].config_type.fields
-    assert {k: model_fields[k].default_value for k in model_fields} == {
+    defaults = {k: model_fields[k].default_value for k in model_fields if model_fields[k].default_provided}
+    assert {k: defaults[k] for k in ("n_estimators", "max_depth", "random_state")} == {
         "n_estimators": 100,
         "max_depth": 10,
         "random_state": 42,
     }
+    assert defaults["n_jobs"] == -1  # every core; the same forest whatever the number
     split_fields = config_fields["splits"].config_type.fields["config"].config_type.fields
     assert split_fields["test_size"].default_value == 0.2
 
@@ -125,6 +127,7 @@ def test_dg_check_and_list_defs(dagster_home):
     assert {j["name"] for j in found["jobs"]} >= {"iris_pipeline"}
 
 
+@pytest.mark.slow  # a whole CLI run: outside the quick lane
 def test_dg_launch_materialises_the_whole_graph_as_one_mlflow_run(dagster_home, tracking_uri):
     launched = _dg("launch", "--assets", "*", timeout=600)
     assert launched.returncode == 0, (launched.stdout + launched.stderr)[-4000:]

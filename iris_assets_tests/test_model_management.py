@@ -47,8 +47,7 @@ def registry(tmp_path_factory):
                 instance=instance,
                 run_config={
                     "ops": {
-                        "model": {"config": {"n_estimators": 1, "max_depth": 1}},
-                        "model_quality_gate": {"config": {"min_accuracy": 0.3}},
+                        "model": {"config": {"n_estimators": 1, "max_depth": 1, "min_accuracy": 0.3}},
                     }
                 },
             )
@@ -277,7 +276,7 @@ def test_predict_json_from_stdin_with_a_run(registry):
         (
             ["--tracking-uri", "garbage://x"],
             "[[5.1, 3.5, 1.4, 0.2]]",
-            "the tracking store 'garbage://x' cannot be used",
+            "got unsupported URI 'garbage://x'",
         ),
         ([], "1" * (17 * 1024 * 1024), "input is larger than 16,777,216 bytes"),
     ],

@@ -25,10 +25,7 @@ from iris_harness.environment import BIN, QUIET_ENV
 from iris_harness.runs import iris_pipeline
 
 MODEL = "iris-random-forest"
-WEAK = {
-    "model": {"config": {"n_estimators": 1, "max_depth": 1}},
-    "model_quality_gate": {"config": {"min_accuracy": 0.3}},
-}
+WEAK = {"model": {"config": {"n_estimators": 1, "max_depth": 1, "min_accuracy": 0.3}}}
 
 
 # -- the rule itself --------------------------------------------------------------------------------

@@ -137,7 +137,6 @@ class Topology:
         self.env = {
             "DAGSTER_HOME": str(self.home),
             "DAGSTER_POSTGRES_URL": postgres.url("dagster"),
-            "DAGSTER_MAX_CONCURRENT_RUNS": "2",
             "IRIS_CODE_SERVER_HOST": "127.0.0.1",
             "IRIS_CODE_SERVER_PORT": str(self.code_port),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
@@ -207,9 +206,7 @@ class Topology:
         """The deployment's Dagster instance (PostgreSQL storage), as the services see it."""
         import dagster as dg
 
-        saved = {
-            key: os.environ.get(key) for key in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL", "DAGSTER_MAX_CONCURRENT_RUNS")
-        }
+        saved = {key: os.environ.get(key) for key in ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL")}
         os.environ.update({key: self.env[key] for key in saved})
         try:
             return dg.DagsterInstance.from_config(str(self.home))

@@ -20,4 +20,7 @@ apt_install_missing docker-compose docker-compose
 # The browser test drives Debian's chromium: Playwright never downloads a browser.
 apt_install_missing chromium chromium
 source scripts/env.sh
-exec .venv/bin/pytest "$@"
+# Two workers (this machine has 2 cores; most tests wait on processes they start),
+# each test module on one worker (module fixtures: a topology, a registry). The
+# reliability report (IRIS_RELIABILITY_REPORT) needs one process: IRIS_TEST_WORKERS=0.
+exec .venv/bin/pytest -n "${IRIS_TEST_WORKERS:-2}" --dist loadscope "$@"

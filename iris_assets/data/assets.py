@@ -1,10 +1,12 @@
 """Data assets: the Iris table (original task "ingestao_dados") and its train/test split ("split")."""
 
+from collections.abc import Iterator
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
+from iris_assets.data.checks import RAW_DATA_CHECK_SPECS, raw_data_check_results
 from iris_assets.data.schema import (
     FEATURES,
     SPECIES,
@@ -36,13 +38,13 @@ class SplitConfig(dg.Config):
     random_state: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed of the shuffle.")
 
 
-@dg.asset(group_name="iris", kinds={"python", "pandas"})
-def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: MlflowRun) -> dg.Output[IrisTable]:
-    """The Iris table: 150 rows, four measurements (cm), integer target and species name."""
+@dg.asset(group_name="iris", kinds={"python", "pandas"}, check_specs=RAW_DATA_CHECK_SPECS)
+def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: MlflowRun) -> Iterator:
+    """The Iris table: 150 rows, four measurements (cm), integer target and species name; its checks run here."""
     table = load_iris_csv(config.csv_path, config.expected_sha256) if config.csv_path else load_bundled_iris()
     counts = table.frame["species"].value_counts().reindex(SPECIES, fill_value=0)
     digest = mlflow.log_dataset(table.frame, name="iris_raw", context="raw", source=table.source, targets="target")
-    return dg.Output(
+    yield dg.Output(
         table,
         metadata={
             "source": table.source,
@@ -52,6 +54,7 @@ def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: M
             **mlflow.link(context),
         },
     )
+    yield from raw_data_check_results(table, mlflow)
 
 
 @dg.asset(group_name="iris", kinds={"scikitlearn"})

@@ -6,7 +6,7 @@ from iris_assets.data.schema import Splits
 from iris_assets.evaluation.scoring import AVERAGE, scores
 from iris_assets.plots import confusion_matrix_png, markdown_image
 from iris_assets.tracking import MlflowRun
-from iris_assets.training.assets import Classifier
+from iris_assets.training.model import Classifier
 
 
 def confusion_matrix_markdown(labels: list[str], matrix: list[list[int]]) -> str:

@@ -8,12 +8,13 @@ signature (four named columns in; ``species`` and a probability per species out)
 and an input example, so MLflow's own clients can serve it.
 """
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import dagster as dg
 from pydantic import Field
 
 from iris_assets.data.schema import Splits
+from iris_assets.packaging.checks import PARITY, parity_result
 from iris_assets.packaging.onnx import (
     DEFAULT_PARITY_ATOL,
     ONNX_ARTIFACT,
@@ -25,7 +26,7 @@ from iris_assets.packaging.onnx import (
     to_onnx,
 )
 from iris_assets.tracking import MlflowRun
-from iris_assets.training.assets import Classifier
+from iris_assets.training.model import Classifier
 
 
 class OnnxConfig(dg.Config):
@@ -38,27 +39,21 @@ class OnnxConfig(dg.Config):
     )
 
 
-@dataclass(frozen=True)
-class OnnxModel:
-    """The serialised ONNX model, and the tolerance its parity was checked at (the parity check reuses it)."""
-
-    content: bytes
-    parity_tolerance: float
-
-
 class OnnxParityError(Exception):
     """The ONNX model does not reproduce scikit-learn's predictions."""
 
 
-@dg.asset(group_name="iris", kinds={"onnx", "mlflow"})
+@dg.asset(group_name="iris", kinds={"onnx", "mlflow"}, check_specs=[PARITY])
 def onnx_model(
     context: dg.AssetExecutionContext, config: OnnxConfig, model: Classifier, splits: Splits, mlflow: MlflowRun
-) -> dg.Output[OnnxModel]:
-    """The model converted with skl2onnx and verified with onnxruntime on the test split."""
+) -> Iterator:
+    """The model converted with skl2onnx, verified with onnxruntime on the test split (its parity check)."""
     onnx_bytes = to_onnx(model, splits.X_test.shape[1])
     tolerance = parity_tolerance(config.parity_atol, len(model.estimators_))
     label_mismatches, max_difference = parity(model, onnx_bytes, splits.X_test, tolerance)
-    if label_mismatches or max_difference > tolerance:
+    checked = parity_result(label_mismatches, max_difference, tolerance, mlflow)
+    if not checked.passed:
+        yield checked  # the failed check shows in the UI; the model is not published
         raise OnnxParityError(
             f"ONNX model disagrees with scikit-learn on the test split: {label_mismatches} "
             f"different labels, largest probability difference {max_difference:.3g} (allowed: "
@@ -85,8 +80,8 @@ def onnx_model(
         onnx_execution_providers=["CPUExecutionProvider"],
         pip_requirements=onnx_requirements(),
     )
-    return dg.Output(
-        OnnxModel(onnx_bytes, tolerance),
+    yield dg.Output(
+        onnx_bytes,
         metadata={
             "size_bytes": len(onnx_bytes),
             "test_rows_checked": len(splits.X_test),
@@ -96,3 +91,4 @@ def onnx_model(
             **mlflow.link(context),
         },
     )
+    yield checked

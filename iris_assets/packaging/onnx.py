@@ -70,24 +70,27 @@ class OnnxClassifier:
 
     def __init__(self, onnx_bytes: bytes):
         self.session = onnx_session(onnx_bytes)
-        self.class_names = _class_names(onnx_bytes)
+        outputs = [output.name for output in self.session.get_outputs()]
+        # This project's models name one output per class; earlier versions' models
+        # output a probability matrix whose columns follow the classifier's labels.
+        self._legacy = LABEL_OUTPUT not in outputs
+        self.class_names = _class_names(onnx_bytes) if self._legacy else [n for n in outputs if n != LABEL_OUTPUT]
 
     def run(self, features: Any) -> OnnxOutputs:
         """Predict float32 ``features`` (rows of the four measurements); probabilities by class name.
 
         Models packaged by earlier versions of this project output ``label`` (the
-        integer target, an index in SPECIES) and a ``probabilities`` matrix whose
-        columns follow the classifier's own labels.
+        integer target, an index in SPECIES) and a ``probabilities`` matrix.
         """
         import numpy as np
 
         names = [output.name for output in self.session.get_outputs()]
         values = dict(zip(names, self.session.run(None, {self.session.get_inputs()[0].name: features}), strict=True))
-        if LABEL_OUTPUT in values:
-            probabilities = np.column_stack([values[name] for name in self.class_names])
-            return OnnxOutputs([str(label) for label in values[LABEL_OUTPUT]], self.class_names, probabilities)
-        labels = [SPECIES[int(label)] for label in values["label"]]
-        return OnnxOutputs(labels, self.class_names, values["probabilities"])
+        if self._legacy:
+            labels = [SPECIES[int(label)] for label in values["label"]]
+            return OnnxOutputs(labels, self.class_names, values["probabilities"])
+        probabilities = np.column_stack([values[name] for name in self.class_names])
+        return OnnxOutputs([str(label) for label in values[LABEL_OUTPUT]], self.class_names, probabilities)
 
 
 def _class_names(onnx_bytes: bytes) -> list[str]:

@@ -19,7 +19,7 @@ from iris_assets.packaging.onnx import ONNX_ARTIFACT, ONNX_LOGGED_MODEL
 from iris_assets.registry.promotion import CHALLENGER, CHAMPION, Evaluation, PromotionRule, promote
 from iris_assets.registry.registration import register_model
 from iris_assets.tracking import MlflowRun
-from iris_assets.training.assets import Classifier
+from iris_assets.training.model import Classifier
 
 REGISTRY_POOL = "iris_registry"  # one promotion at a time per Dagster instance (limit 1)
 _DEFAULT_RULE = PromotionRule()

@@ -20,7 +20,8 @@ def register_model(mlflow: MlflowRun, name: str, logged_model: str = "model", ta
     if model_uri is None:
         raise MlflowBindingError(f"MLflow run {mlflow.run_id} has no logged model {logged_model!r}")
     client = mlflow.client
-    with sqlite_registry_lock(mlflow.tracking_uri):
+    # create_model_version looks the logged model up through MLflow's global tracking URI.
+    with sqlite_registry_lock(mlflow.tracking_uri), mlflow.global_store():
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             try:
                 client.create_registered_model(name)

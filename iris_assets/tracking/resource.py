@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -198,7 +199,7 @@ class MlflowRun(dg.ConfigurableResource):
         client = binding.client
         for stale in self._logged_models(name):
             client.delete_logged_model(stale.model_id)
-        with global_store(binding.config.tracking_uri, binding.config.tracking_uri_source):  # `Model.log` reads it
+        with self.global_store():  # `Model.log` reads MLflow's global tracking URI
             # Created here so the logged model lands in the run's experiment, not in
             # whatever experiment is globally active in this process.
             logged = client.create_logged_model(binding.experiment_id, name=name, source_run_id=binding.run_id)
@@ -208,9 +209,13 @@ class MlflowRun(dg.ConfigurableResource):
 
     def load_model(self, flavor: Any, model_uri: str) -> Any:
         """Load ``model_uri`` (``models:/...``, ``runs:/...``) from this run's store through ``flavor``."""
-        config = self._bound().config
-        with global_store(config.tracking_uri, config.tracking_uri_source):  # load_model reads the global URIs
+        with self.global_store():  # a flavour's load_model reads MLflow's global URIs
             return flavor.load_model(model_uri)
+
+    def global_store(self) -> AbstractContextManager[None]:
+        """MLflow's global URIs on this run's store for the duration, for the calls that read them."""
+        config = self._bound().config
+        return global_store(config.tracking_uri, config.tracking_uri_source)
 
     def logged_model_uri(self, name: str) -> Optional[str]:
         """``models:/<id>`` of this run's logged model called ``name``, if there is one."""

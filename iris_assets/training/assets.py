@@ -1,41 +1,17 @@
 """The training asset: the random forest (original task "treinamento")."""
 
-from collections.abc import Sequence
-from typing import Any, Optional, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
+from iris_assets import settings
 from iris_assets.data.schema import FEATURES, Splits
 from iris_assets.plots import feature_importance_png, markdown_image
 from iris_assets.tracking import MlflowRun
-
-# MLflow serialises scikit-learn models with skops, which loads only types it is
-# told to trust; a random forest is made of these trees.
-SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
-
-
-def model_requirements() -> list[str]:
-    """The model's pip requirements, pinned to what trained it.
-
-    Given explicitly, MLflow skips inferring them, which loads the model again in
-    a subprocess (seconds per run).
-    """
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "skops", "numpy", "scipy", "pandas")]
-
-
-@runtime_checkable
-class Classifier(Protocol):
-    """What downstream assets need of the model (typed without importing scikit-learn)."""
-
-    classes_: "Sequence[Any]"
-    estimators_: "Sequence[Any]"
-
-    def predict(self, X): ...
-
-    def predict_proba(self, X): ...
+from iris_assets.training.checks import QUALITY_GATE, quality_gate_result, resolved_min_accuracy
+from iris_assets.training.model import SKOPS_TRUSTED_TYPES, build_forest, model_requirements
 
 
 class ModelConfig(dg.Config):
@@ -44,23 +20,31 @@ class ModelConfig(dg.Config):
         default=10, gt=0, le=1_000, description="Maximum depth of a tree (null: unlimited)."
     )
     random_state: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed of the forest.")
+    n_jobs: Optional[int] = Field(
+        default=-1,
+        ge=-1,
+        le=1024,
+        description="Cores used to fit and predict (-1: all; the model is the same whatever the number).",
+    )
+    min_accuracy: Optional[float] = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=f"Quality gate: least test accuracy. Default: $IRIS_MIN_ACCURACY, else {settings.DEFAULT_MIN_ACCURACY}.",
+    )
 
 
-@dg.asset(group_name="iris", kinds={"scikitlearn", "mlflow"})
-def model(
-    context: dg.AssetExecutionContext, config: ModelConfig, splits: Splits, mlflow: MlflowRun
-) -> dg.Output[Classifier]:
-    """RandomForestClassifier fitted on the training split, logged with MLflow's sklearn flavour."""
+@dg.asset(group_name="iris", kinds={"scikitlearn", "mlflow"}, check_specs=[QUALITY_GATE])
+def model(context: dg.AssetExecutionContext, config: ModelConfig, splits: Splits, mlflow: MlflowRun) -> Iterator:
+    """RandomForestClassifier fitted on the training split, logged with MLflow's sklearn flavour.
+
+    Its quality gate runs here, after the model is stored: a model below it fails the step.
+    """
     import mlflow.sklearn as mlflow_sklearn
     import pandas as pd
     from mlflow.models import infer_signature
-    from sklearn.ensemble import RandomForestClassifier
 
-    forest = RandomForestClassifier(
-        n_estimators=config.n_estimators,
-        max_depth=config.max_depth,
-        random_state=config.random_state,
-    )
+    forest = build_forest(config.n_estimators, config.max_depth, config.random_state, config.n_jobs)
     forest.fit(splits.X_train, splits.y_train)
 
     mlflow.log_params(
@@ -92,7 +76,7 @@ def model(
     mlflow.log_dict(importance, "feature_importance.json")
     chart = feature_importance_png(importance)
     mlflow.log_bytes(chart, "feature_importance.png")
-    return dg.Output(
+    yield dg.Output(
         forest,
         metadata={
             "train_rows": len(splits.X_train),
@@ -101,3 +85,4 @@ def model(
             **mlflow.link(context),
         },
     )
+    yield quality_gate_result(forest, splits, resolved_min_accuracy(config.min_accuracy), mlflow)

@@ -1,4 +1,7 @@
-"""The quality gate: a model must reach a least test accuracy before it is packaged.
+"""The quality gate: a model must reach a least test accuracy before it is evaluated and packaged.
+
+It runs in the ``model`` step (a blocking check of ``model``): a model that fails
+it fails its step, so nothing downstream runs.
 
 Its outcome is also mirrored in the MLflow run (tag ``check.quality_gate``, and the
 accuracy and threshold as ``check.quality_gate.*`` metrics).
@@ -7,43 +10,30 @@ accuracy and threshold as ``check.quality_gate.*`` metrics).
 from typing import Optional
 
 import dagster as dg
-from pydantic import Field
 
 from iris_assets import settings
 from iris_assets.data.schema import Splits
 from iris_assets.evaluation.scoring import scores
 from iris_assets.tracking import MlflowRun
-from iris_assets.training.assets import Classifier
+from iris_assets.training.model import Classifier
 
-
-class QualityGateConfig(dg.Config):
-    min_accuracy: Optional[float] = Field(
-        default=None,
-        ge=0,
-        le=1,
-        description=f"Least test accuracy a model needs to be packaged. Default: "
-        f"$IRIS_MIN_ACCURACY, else {settings.DEFAULT_MIN_ACCURACY}.",
-    )
-
-
-def resolved_min_accuracy(config: QualityGateConfig) -> float:
-    return config.min_accuracy if config.min_accuracy is not None else settings.current().min_accuracy
-
-
-@dg.asset_check(
-    name="quality_gate",
+QUALITY_GATE = dg.AssetCheckSpec(
+    "quality_gate",
     asset="model",
-    additional_ins={"splits": dg.AssetIn("splits")},
     blocking=True,
-    description="Quality gate: test accuracy at least min_accuracy. Blocking: a model that "
-    "fails it is never packaged to ONNX.",
+    description="Quality gate: test accuracy at least min_accuracy. Blocking: a model that fails it is "
+    "never evaluated further nor packaged to ONNX.",
 )
-def model_quality_gate(
-    config: QualityGateConfig, model: Classifier, splits: Splits, mlflow: MlflowRun
-) -> dg.AssetCheckResult:
-    threshold = resolved_min_accuracy(config)
+
+
+def resolved_min_accuracy(configured: Optional[float]) -> float:
+    return configured if configured is not None else settings.current().min_accuracy
+
+
+def quality_gate_result(model: Classifier, splits: Splits, threshold: float, mlflow: MlflowRun) -> dg.AssetCheckResult:
     accuracy = scores(splits.y_test, model.predict(splits.X_test))["accuracy"]
     result = dg.AssetCheckResult(
+        check_name=QUALITY_GATE.name,
         passed=accuracy >= threshold,
         metadata={"accuracy": accuracy, "min_accuracy": threshold},
         description=f"accuracy {accuracy:.4f} {'>=' if accuracy >= threshold else '<'} {threshold}",

@@ -54,8 +54,8 @@ RUN_CONFIG_CASES = {
     "test_size 1": (_split(test_size=1), ["test_size", "less than 1"]),
     "test_size a string": (_split(test_size="20%"), ["test_size", "20%", "Float"]),
     "test_size leaving one training row": (
-        _split(test_size=0.995),
-        ["test_size=0.995", "1 for training", "on each side"],
+        _split(test_size=0.99),
+        ["test_size=0.99", "1 for training", "on each side"],
     ),
     "a credential in env": (
         {"resources": {"mlflow": {"config": {"env": {"MLFLOW_TRACKING_PASSWORD": "hunter3"}}}}},

@@ -64,7 +64,8 @@ def topology(tmp_path_factory):
     topology = Topology(
         folder,
         postgres,
-        env={**SECRETS, "DAGSTER_MAX_CONCURRENT_RUNS": "4"},
+        env=SECRETS,
+        instance_yaml={"concurrency": {"runs": {"max_concurrent_runs": 4}, "pools": {"default_limit": 1}}},
     )
     topology.env["MLFLOW_TRACKING_URI"] = topology.mlflow_url.replace("http://", f"http://iris:{URI_PASSWORD}@")
     try:

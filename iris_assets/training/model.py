@@ -1,0 +1,41 @@
+"""What the forest is to the rest of the pipeline: its interface, how MLflow stores it, how it is built."""
+
+from collections.abc import Sequence
+from typing import Any, Optional, Protocol, runtime_checkable
+
+# MLflow serialises scikit-learn models with skops, which loads only types it is
+# told to trust; a random forest is made of these trees.
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+
+def model_requirements() -> list[str]:
+    """The model's pip requirements, pinned to what trained it.
+
+    Given explicitly, MLflow skips inferring them, which loads the model again in
+    a subprocess (seconds per run).
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "skops", "numpy", "scipy", "pandas")]
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """What downstream assets need of the model (typed without importing scikit-learn)."""
+
+    classes_: "Sequence[Any]"
+    estimators_: "Sequence[Any]"
+
+    def predict(self, X): ...
+
+    def predict_proba(self, X): ...
+
+
+def build_forest(n_estimators: int, max_depth: Optional[int], random_state: int, n_jobs: Optional[int]) -> Any:
+    """The unfitted forest. ``n_jobs`` parallelises fitting and prediction over cores; the
+    trees, and so every prediction, are the same whatever it is (they depend on the seed only)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(
+        n_estimators=n_estimators, max_depth=max_depth, random_state=random_state, n_jobs=n_jobs
+    )
