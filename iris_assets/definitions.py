@@ -2,12 +2,13 @@
 
 import dagster as dg
 
-from iris_assets.automation.jobs import in_process_or_multiprocess_executor, iris_pipeline
+from iris_assets.automation.jobs import iris_pipeline
 from iris_assets.automation.schedules import iris_retraining
 from iris_assets.automation.sensors import new_iris_data
 from iris_assets.data import assets as data_assets
 from iris_assets.evaluation import assets as evaluation_assets
-from iris_assets.io_manager import RunScopedPickleIOManager
+from iris_assets.execution.executor import iris_executor
+from iris_assets.io_manager import RunScopedStorage
 from iris_assets.packaging import assets as packaging_assets
 from iris_assets.registry import assets as registry_assets
 from iris_assets.tracking import MlflowRun, credentials_from_environment
@@ -32,6 +33,6 @@ defs = dg.Definitions(
         close_orphaned_mlflow_runs,
         close_dead_runs,
     ],
-    resources={"mlflow": MlflowRun(**credentials_from_environment()), "io_manager": RunScopedPickleIOManager()},
-    executor=in_process_or_multiprocess_executor,
+    resources={"mlflow": MlflowRun(**credentials_from_environment()), "io_manager": RunScopedStorage()},
+    executor=iris_executor,
 )

@@ -30,6 +30,7 @@ DEFAULT_EXPERIMENT = "relatorio-II-iris-pipeline"
 DEFAULT_REGISTERED_MODEL = "iris-random-forest"
 DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` / `mlflow server` listen by default
 DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # where `dagster dev` listens by default
+DEFAULT_CELERY_BROKER_URL = "pyamqp://guest@127.0.0.1:5672//"
 # The default split scores exactly 0.90: a 0.9 gate would sit on the edge.
 DEFAULT_MIN_ACCURACY = 0.85
 
@@ -148,6 +149,22 @@ class Settings:
         "largest data file `raw_data` and the sensor accept",
         _int_at_least(1),
     )
+    asset_storage: Optional[str] = _setting(
+        "IRIS_ASSET_STORAGE",
+        "`<DAGSTER_HOME>/storage/assets`",
+        "where asset values are kept between steps: a folder, or `s3://bucket/prefix` (needed when steps run "
+        "on several machines)",
+        _non_empty,
+    )
+    aws_endpoint_url: Optional[str] = _setting(
+        "AWS_ENDPOINT_URL", "AWS S3", "the S3-compatible server of `IRIS_ASSET_STORAGE` (SeaweedFS, MinIO)", _non_empty
+    )
+    celery_broker_url: str = _setting(
+        "IRIS_CELERY_BROKER_URL",
+        "`pyamqp://guest@127.0.0.1:5672//`",
+        "the Celery executor's broker (RabbitMQ); its password is read here, never written into run config",
+        _non_empty,
+    )
     dagster_home: Optional[Path] = _setting(
         "DAGSTER_HOME",
         "`.iris_state/dagster_home/` (set by `scripts/env.sh`)",
@@ -167,6 +184,7 @@ class Settings:
             "retrain_cron": "0 3 * * *",
             "retrain_timezone": "UTC",
             "max_csv_bytes": 64 * 1024 * 1024,
+            "celery_broker_url": DEFAULT_CELERY_BROKER_URL,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -223,6 +241,14 @@ CREDENTIALS: dict[str, Setting] = {
         "MLFLOW_TRACKING_TOKEN", "unset", "MLflow server token (read as `dg.EnvVar`, never stored)", "credential"
     ),
 }
+# Credentials of the S3 bucket of $IRIS_ASSET_STORAGE, read by s3fs (botocore) from the environment
+# of each process that stores values: the run worker and Celery workers, never the config.
+STORAGE_CREDENTIALS: tuple[Setting, ...] = (
+    Setting("AWS_ACCESS_KEY_ID", "unset", "S3 key of `IRIS_ASSET_STORAGE` (read by s3fs, never stored)", "credential"),
+    Setting(
+        "AWS_SECRET_ACCESS_KEY", "unset", "S3 secret of `IRIS_ASSET_STORAGE` (read by s3fs, never stored)", "credential"
+    ),
+)
 
 # Other programs' variables the package sets when unset. Telemetry off: MLflow writes an
 # installation id under ~/.config, onnxruntime a device id under ~/.cache. Bounded retries
@@ -246,7 +272,7 @@ PROCESS_DEFAULTS: tuple[Setting, ...] = (
     ),
 )
 
-ALL_SETTINGS: tuple[Setting, ...] = (*PROJECT_SETTINGS, *CREDENTIALS.values(), *PROCESS_DEFAULTS)
+ALL_SETTINGS: tuple[Setting, ...] = (*PROJECT_SETTINGS, *CREDENTIALS.values(), *STORAGE_CREDENTIALS, *PROCESS_DEFAULTS)
 
 
 def current() -> Settings:

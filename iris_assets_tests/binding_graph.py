@@ -10,7 +10,7 @@ from typing import Optional
 
 import dagster as dg
 
-from iris_assets.automation.jobs import in_process_or_multiprocess_executor
+from iris_assets.execution.executor import iris_executor
 from iris_assets.tracking import MlflowRun
 
 ROOTS = ["root_a", "root_b", "root_c", "root_d"]
@@ -53,7 +53,7 @@ defs = dg.Definitions(
     assets=[_root_asset(name) for name in ROOTS],
     jobs=[dg.define_asset_job("parallel_roots", selection="*")],
     resources={"mlflow": MlflowRun()},
-    executor=in_process_or_multiprocess_executor,
+    executor=iris_executor,
 )
 
 

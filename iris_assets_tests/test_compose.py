@@ -12,7 +12,8 @@ import yaml
 
 from iris_harness.environment import REPO_ROOT
 
-SERVICES = {"postgres", "mlflow", "code", "webserver", "daemon"}
+SERVICES = {"postgres", "mlflow", "code", "webserver", "daemon", "rabbitmq", "seaweedfs", "storage-init", "worker"}
+PASSWORDS = ("POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "S3_SECRET_KEY")
 
 
 def compose(env_file, *args) -> subprocess.CompletedProcess:
@@ -31,14 +32,18 @@ def compose(env_file, *args) -> subprocess.CompletedProcess:
 def env_file(tmp_path):
     example = (REPO_ROOT / ".env.example").read_text()
     path = tmp_path / ".env"
-    path.write_text(example.replace("POSTGRES_PASSWORD=\n", "POSTGRES_PASSWORD=not-a-real-secret\n"))
+    for name in PASSWORDS:
+        example = example.replace(f"{name}=\n", f"{name}=not-a-real-secret\n")
+    path.write_text(example)
     return path
 
 
 def test_compose_refuses_to_start_without_the_secrets():
     result = compose(REPO_ROOT / ".env.example", "config", "-q")
     assert result.returncode != 0
-    assert "set POSTGRES_PASSWORD in .env" in result.stderr
+    assert any(f"set {name} in .env" in result.stderr for name in PASSWORDS), result.stderr
+    for name in PASSWORDS:  # no secret is written in the compose file itself
+        assert f"${{{name}" in (REPO_ROOT / "docker-compose.yml").read_text(), name
 
 
 def test_compose_stack(env_file):
@@ -47,7 +52,7 @@ def test_compose_stack(env_file):
     config = yaml.safe_load(result.stdout)
     services = config["services"]
     assert set(services) == SERVICES
-    assert set(config["volumes"]) >= {"postgres-data", "mlflow-artifacts"}
+    assert set(config["volumes"]) >= {"postgres-data", "rabbitmq-data", "seaweedfs-data"}
 
     # Every published port on 127.0.0.1 only.
     published = [(name, port) for name, service in services.items() for port in service.get("ports", [])]
@@ -68,13 +73,22 @@ def test_compose_stack(env_file):
     # and a healthcheck that calls the API (where a wrong Host header gets 403).
     mlflow = " ".join(services["mlflow"]["command"])
     assert "--backend-store-uri=postgresql+psycopg2://iris:not-a-real-secret@postgres:5432/mlflow" in mlflow
-    assert "--serve-artifacts" in mlflow and "--artifacts-destination=/mlartifacts" in mlflow
+    assert "--serve-artifacts" in mlflow and "--artifacts-destination=s3://iris/mlartifacts" in mlflow
+    # Only the MLflow server holds the bucket's credentials for artifacts; clients go through it.
+    assert services["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://seaweedfs:8333"
     assert "mlflow:5000" in mlflow.split("--allowed-hosts=")[1].split()[0].split(",")
     assert "/api/2.0/mlflow/" in " ".join(services["mlflow"]["healthcheck"]["test"])
 
     # Dagster in PostgreSQL; the code location through the gRPC code server; no Docker socket.
-    for name in ("code", "webserver", "daemon"):
+    # Workers: one command, nothing that stops `--scale worker=N` (no fixed name, no host port).
+    worker = services["worker"]
+    assert worker["command"][0] == "iris-worker"
+    assert "container_name" not in worker and "ports" not in worker
+    assert "consumer_timeout" in services["rabbitmq"]["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    for name in ("code", "webserver", "daemon", "worker"):
         environment = services[name]["environment"]
+        assert environment["IRIS_CELERY_BROKER_URL"].startswith("pyamqp://iris:not-a-real-secret@rabbitmq:5672")
+        assert environment["IRIS_ASSET_STORAGE"] == "s3://iris/dagster"
         assert environment["DAGSTER_POSTGRES_URL"].endswith("@postgres:5432/dagster")
         assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
         assert services[name]["build"]["context"] == str(REPO_ROOT)

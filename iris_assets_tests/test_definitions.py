@@ -34,7 +34,7 @@ def test_asset_graph_snapshot():
         assert node.kinds, f"{name} has no kinds"
     job = defs.resolve_job_def("iris_pipeline")
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == keys
-    assert job.executor_def.name == "in_process_or_multiprocess"
+    assert job.executor_def.name == "in_process_multiprocess_or_celery"
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert checks == {
         ("raw_data", "raw_data_schema"),

@@ -20,17 +20,26 @@ def free_port() -> int:
 class Service:
     """A command run in its own process group, stopped (with its children) by PID."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log_dir: Path,
+        env: dict | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / args[0]), *args[1:]],
-            cwd=REPO_ROOT,
+            [str(BIN / args[0]), *args[1:]],  # a bare name is a command of this venv
+            cwd=cwd or REPO_ROOT,
             env={**os.environ, **(env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            user=user,
         )
 
     def log(self) -> str:

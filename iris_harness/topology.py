@@ -10,6 +10,7 @@ deployment test and by the reliability suite, which stops and restarts its parts
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -28,13 +29,17 @@ class Postgres:
     reliability suite can look for it where it must never appear.
     """
 
-    def __init__(self, folder: Path, password: str = "iris-test-password"):
+    def __init__(self, folder: Path, password: str = "iris-test-password", tcp: bool = False):
         import psycopg2
 
         self.external = os.environ.get("IRIS_TEST_POSTGRES_URL")
         self.server = None
+        self.tcp_server: TcpPostgresServer | None = None
         if self.external:
             self.admin_url = self.external
+        elif tcp:  # what other machines would need: a TCP listener (pgserver's own is a Unix socket)
+            self.tcp_server = TcpPostgresServer(folder)
+            self.admin_url = self.tcp_server.admin_url
         else:
             import pgserver
 
@@ -100,6 +105,73 @@ class Postgres:
             if self.server is not None:
                 self.server.cleanup()
                 shutil.rmtree(self._pgdata, ignore_errors=True)
+            if self.tcp_server is not None:
+                self.tcp_server.stop()
+
+
+class TcpPostgresServer:
+    """PostgreSQL from pgserver's bundled binaries, listening on 127.0.0.1 and a free port.
+
+    (As root it runs as pgserver's own system user: PostgreSQL refuses root.)
+    """
+
+    def __init__(self, folder: Path):
+        import pwd
+
+        import pgserver
+
+        binaries = Path(pgserver.__file__).parent / "pginstall" / "bin"
+        self.port = free_port()
+        self._data = Path(tempfile.mkdtemp(prefix="iris-pgdata-tcp-"))  # outside pytest's folder (see Postgres)
+        user = None
+        if os.geteuid() == 0:
+            user = "pgserver"
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                subprocess.run(["useradd", "--system", "--no-create-home", user], check=True)
+            shutil.chown(self._data, user, user)
+        subprocess.run(
+            [str(binaries / "initdb"), "-D", str(self._data / "db"), "-U", "postgres", "--auth=trust", "-E", "utf8"],
+            check=True,
+            capture_output=True,
+            user=user,
+        )
+        self.service = Service(
+            "postgres",
+            [
+                str(binaries / "postgres"),
+                "-D",
+                str(self._data / "db"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self._data),
+                "-c",
+                "max_connections=300",
+            ],
+            folder,
+            user=user,
+        )
+        self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        import psycopg2
+
+        def accepts() -> bool:
+            try:
+                psycopg2.connect(self.admin_url).close()
+                return True
+            except psycopg2.OperationalError:
+                if self.service.process.poll() is not None:
+                    raise RuntimeError(f"postgres exited:\n{self.service.log()[-3000:]}") from None
+                return False
+
+        wait_until(accepts, timeout=60, what="PostgreSQL over TCP", interval=0.1)
+
+    def stop(self) -> None:
+        self.service.stop()
+        shutil.rmtree(self._data, ignore_errors=True)
 
 
 def compose_command(service: str) -> list[str]:
@@ -125,8 +197,19 @@ class Topology:
     shortens the daemon's intervals); ``env`` is added to every service's environment.
     """
 
-    def __init__(self, folder: Path, postgres: Postgres, env: dict | None = None, instance_yaml: dict | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        postgres: Postgres,
+        env: dict | None = None,
+        instance_yaml: dict | None = None,
+        mlflow_artifacts: str | None = None,
+        mlflow_env: dict | None = None,
+    ):
         self.folder, self.postgres = folder, postgres
+        # Where the MLflow server keeps artifacts, and what only its environment holds (storage credentials).
+        self.mlflow_artifacts = mlflow_artifacts or str(folder / "mlartifacts")
+        self.mlflow_env = mlflow_env or {}
         self.mlflow_port, self.code_port, self.web_port = free_port(), free_port(), free_port()
         self.mlflow_url = f"http://127.0.0.1:{self.mlflow_port}"
         self.home = folder / "dagster_home"
@@ -156,14 +239,15 @@ class Topology:
             if not arg.startswith(("--backend-store-uri", "--artifacts-destination", "--allowed-hosts"))
         ] + [
             f"--backend-store-uri={self.postgres.url('mlflow')}",
-            f"--artifacts-destination={self.folder / 'mlartifacts'}",
+            f"--artifacts-destination={self.mlflow_artifacts}",
             f"--allowed-hosts=127.0.0.1:{self.mlflow_port},localhost:{self.mlflow_port}",
         ]
 
     def start_mlflow(self) -> None:
         if "mlflow" in self.services:
             self.services.pop("mlflow").stop()
-        self.services["mlflow"] = service = Service("mlflow", self.mlflow_command(), self.folder, self.env)
+        env = {**self.env, **self.mlflow_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no idle job runner
+        self.services["mlflow"] = service = Service("mlflow", self.mlflow_command(), self.folder, env)
         wait_for_http(f"{self.mlflow_url}/health", service, timeout=120)
         # /health is not enough: the API must accept our Host header too.
         assert "experiments" in rest(self.mlflow_url, "/api/2.0/mlflow/experiments/search", {"max_results": 1})

@@ -19,6 +19,8 @@ apt_install_missing() {  # command package
 apt_install_missing docker-compose docker-compose
 # The browser test drives Debian's chromium: Playwright never downloads a browser.
 apt_install_missing chromium chromium
+# The scale-out tests' Celery broker (started by the tests, on 127.0.0.1, never as a service).
+apt_install_missing rabbitmq-server rabbitmq-server
 source scripts/env.sh
 # Two workers (this machine has 2 cores; most tests wait on processes they start),
 # each test module on one worker (module fixtures: a topology, a registry). The

@@ -129,6 +129,8 @@ def promote(
             promoted, reason = False, problem
         elif current is None:
             promoted, reason = True, "no champion yet"
+        elif current == version:  # decided before, by this step's first execution
+            promoted, reason = True, "already the champion"
         else:
             try:
                 champion_scores = scores(

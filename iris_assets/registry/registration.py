@@ -13,6 +13,9 @@ def register_model(mlflow: MlflowRun, name: str, logged_model: str = "model", ta
     Through the binding's own client, not ``mlflow.register_model``: in a sqlite
     store, a version written through the fluent API's store was not yet visible to
     this client's reads ("Model Version ... not found" right after registering).
+
+    Idempotent: a step that runs twice (a Celery task redelivered after its worker
+    died) finds the version it registered the first time and returns it.
     """
     from mlflow.exceptions import MlflowException
 
@@ -21,7 +24,11 @@ def register_model(mlflow: MlflowRun, name: str, logged_model: str = "model", ta
         raise MlflowBindingError(f"MLflow run {mlflow.run_id} has no logged model {logged_model!r}")
     client = mlflow.client
     # create_model_version looks the logged model up through MLflow's global tracking URI.
+    model_id = model_uri.removeprefix("models:/")
     with sqlite_registry_lock(mlflow.tracking_uri), mlflow.global_store():
+        for version in client.search_model_versions(f"name = '{name}' and run_id = '{mlflow.run_id}'"):
+            if version.source == model_uri or getattr(version, "model_id", None) == model_id:
+                return version
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             try:
                 client.create_registered_model(name)
@@ -33,5 +40,5 @@ def register_model(mlflow: MlflowRun, name: str, logged_model: str = "model", ta
             source=model_uri,
             run_id=mlflow.run_id,
             tags={k: str(v) for k, v in (tags or {}).items()},
-            model_id=model_uri.removeprefix("models:/"),
+            model_id=model_id,
         )

@@ -40,23 +40,3 @@ class SettlingExecutor(dg.Executor):
                 settle_after_steps(plan_context.instance, plan_context.dagster_run, plan_context.log)
             except Exception as error:  # the tracking server may be what failed the run
                 plan_context.log.warning(f"Could not end the MLflow run from the run worker: {error}")
-
-
-def settling(
-    executor_def: dg.ExecutorDefinition, *, name: str, description: str, default_config: dict
-) -> dg.ExecutorDefinition:
-    """``executor_def`` wrapped in ``SettlingExecutor``, with ``default_config`` as its default.
-
-    Its run config keys are ``executor_def``'s.
-    """
-
-    def create(init_context: dg.InitExecutorContext) -> dg.Executor:
-        return SettlingExecutor(executor_def.executor_creation_fn(init_context))  # type: ignore[misc]
-
-    return dg.ExecutorDefinition(
-        name=name,
-        config_schema=dg.Field(executor_def.config_schema.config_type, default_value=default_config),
-        executor_creation_fn=create,
-        requirements=executor_def.get_requirements,
-        description=description,
-    )

@@ -1,0 +1,1 @@
+"""Execution: the executor runs choose (in one process, a process per step, or Celery workers)."""

@@ -1,0 +1,62 @@
+"""The executor of every job (and the UI's implicit asset job), chosen per run by run config.
+
+    execution: {config: {in_process: {}}}            # the default: one process, ~7 s for this graph
+    execution: {config: {multiprocess: {max_concurrent: 4}}}   # a process per step, one machine
+    execution: {config: {celery: {}}}                 # steps on Celery workers (iris-worker), many machines
+
+The keys of the first two are Dagster's ``multi_or_in_process_executor``'s; ``celery``
+takes dagster-celery's, with the broker read from ``$IRIS_CELERY_BROKER_URL`` and the
+worker-loss settings of ``execution.celery`` filled in. Every mode is wrapped in the
+tracking package's ``SettlingExecutor``, so the MLflow run is settled by the run
+worker whatever happened to the step processes or workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+from dagster_celery import celery_executor
+
+from iris_assets.execution import celery
+from iris_assets.tracking.executor import SettlingExecutor
+
+_LOCAL = dg.multi_or_in_process_executor
+_LOCAL_MODES: Mapping[str, dg.Field] = _LOCAL.config_schema.config_type.fields  # type: ignore[union-attr]
+_MODES = {**_LOCAL_MODES, "celery": dg.Field(celery_executor.config_schema.config_type)}
+
+
+def _create(init_context: dg.InitExecutorContext) -> dg.Executor:
+    ((mode, mode_config),) = init_context.executor_config.items()
+    config: dict[str, Any]
+    if mode == "celery":
+        definition, config = celery_executor, celery.executor_config(dict(mode_config))  # type: ignore[call-overload]
+    else:
+        definition, config = _LOCAL, {mode: mode_config}
+    inner = definition.executor_creation_fn(  # type: ignore[misc]
+        dg.InitExecutorContext(
+            job=init_context.job,
+            executor_def=definition,
+            executor_config=config,
+            instance=init_context.instance,
+        )
+    )
+    return SettlingExecutor(inner)
+
+
+def _requirements(config: Mapping[str, object]) -> Sequence[dg.ExecutorRequirement]:
+    ((mode, mode_config),) = config.items()
+    if mode == "celery":
+        return celery_executor.get_requirements(mode_config)  # type: ignore[arg-type]
+    return _LOCAL.get_requirements({mode: mode_config})
+
+
+iris_executor = dg.ExecutorDefinition(
+    name="in_process_multiprocess_or_celery",
+    config_schema=dg.Field(dg.Selector(_MODES), default_value={"in_process": {}}),
+    executor_creation_fn=_create,
+    requirements=_requirements,
+    description="In-process by default; `multiprocess: {}` runs a process per step; `celery: {}` runs steps on "
+    "Celery workers (`iris-worker`).",
+)

@@ -1,0 +1,202 @@
+"""Beyond one machine: steps on Celery workers, values and artifacts in S3-compatible storage.
+
+One topology for the module (iris_harness/scaleout.py): PostgreSQL over TCP, RabbitMQ,
+SeaweedFS, the MLflow server storing artifacts in the bucket, the code server, webserver
+and daemon, and two `iris-worker` processes with their own folders and homes. Runs are
+launched through the webserver's GraphQL API with `execution: {config: {celery: {}}}`.
+"""
+
+import os
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from iris_assets.settings import DEFAULT_EXPERIMENT
+from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG
+from iris_assets_tests.graphql_client import launch_job, reexecute_from_failure, terminate, wait_for_run
+from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, assert_complete_iris_run
+from iris_assets_tests.reliability.conftest import repeat
+from iris_harness.environment import QUIET_ENV
+from iris_harness.processes import wait_until
+from iris_harness.runs import wait_for_step_start
+from iris_harness.scaleout import ScaleOut
+
+pytestmark = pytest.mark.servers
+
+CELERY = {"execution": {"config": {"celery": {}}}}
+# Big enough that the model step is still running when a fault lands.
+SLOW_MODEL = {"ops": {"model": {"config": {"n_estimators": 2000, "n_jobs": 1}}}}
+STORED_ASSETS = ["raw_data", "splits", "model", "metrics", "onnx_model"]  # registered_model stores no value
+
+
+@pytest.fixture(scope="module")
+def scaleout(tmp_path_factory):
+    topology = ScaleOut(tmp_path_factory.mktemp("scaleout"), workers=2)
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
+
+
+@pytest.fixture(scope="module")
+def instance(scaleout):
+    with scaleout.topology.instance() as instance:
+        yield instance
+
+
+def _mlflow_run(scaleout, dagster_run_id: str):
+    client = scaleout.topology.mlflow_client()
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    (run,) = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.{DAGSTER_RUN_ID_TAG} = '{dagster_run_id}'"
+    )
+    return run
+
+
+def _workers_by_step(scaleout, instance, run_id: str) -> dict[str, int]:
+    steps = {e.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)}
+    return {step: scaleout.worker_of(instance, run_id, step) for step in steps}
+
+
+def _assert_values_in_the_bucket(scaleout, run_id: str) -> None:
+    keys = scaleout.store.keys("dagster/")
+    for asset in STORED_ASSETS:
+        assert f"dagster/{asset}/{run_id}.pickle" in keys, (asset, [k for k in keys if run_id in k])
+
+
+def test_the_whole_graph_on_celery_workers(scaleout, instance, outcome):
+    """The whole graph on two Celery workers: one FINISHED MLflow run, steps on both workers, values in the bucket per run"""
+    run_id = launch_job(scaleout.topology.web_port, run_config=CELERY)
+    assert wait_for_run(scaleout.topology.web_port, run_id, timeout=600) == "SUCCESS", scaleout.topology.logs()
+    run = _mlflow_run(scaleout, run_id)
+    assert_complete_iris_run(scaleout.topology.mlflow_url, run)
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server, stored in the bucket
+    assert [k for k in scaleout.store.keys("mlartifacts/") if run.info.run_id in k]
+    by_step = _workers_by_step(scaleout, instance, run_id)
+    assert set(by_step) == {"raw_data", "splits", "model", "metrics", "onnx_model", "registered_model"}
+    assert None not in by_step.values()
+    _assert_values_in_the_bucket(scaleout, run_id)
+    outcome.note(
+        f"SUCCESS; one MLflow run FINISHED; steps on workers {sorted(set(by_step.values()))}; values and artifacts in the bucket"
+    )
+
+
+def test_eight_runs_through_the_queue_on_the_workers(scaleout, instance, outcome):
+    """8 runs with different hyperparameters through the run queue on the Celery workers: 8 separate, complete MLflow runs"""
+    configs = [{"n_estimators": 10 * (i + 1), "max_depth": 3 + i} for i in range(8)]
+    run_ids = [
+        launch_job(scaleout.topology.web_port, run_config={**CELERY, "ops": {"model": {"config": c}}}) for c in configs
+    ]
+    statuses = [wait_for_run(scaleout.topology.web_port, r, timeout=900) for r in run_ids]
+    assert statuses == ["SUCCESS"] * 8, scaleout.topology.logs()
+    workers = set()
+    for run_id, config in zip(run_ids, configs, strict=True):
+        run = _mlflow_run(scaleout, run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[DAGSTER_RUN_IDS_TAG] == run_id
+        assert run.data.params["n_estimators"] == str(config["n_estimators"])
+        assert run.data.params["max_depth"] == str(config["max_depth"])
+        assert sorted(artifact_paths(scaleout.topology.mlflow_url, run.info.run_id)) == sorted(EXPECTED_ARTIFACTS)
+        _assert_values_in_the_bucket(scaleout, run_id)
+        workers |= set(_workers_by_step(scaleout, instance, run_id).values())
+    # No value was read from another run: every input came from its own run's key in the bucket.
+    for run_id in run_ids:
+        loaded = instance.all_logs(run_id, of_type=dg.DagsterEventType.LOADED_INPUT)
+        assert loaded
+        for entry in loaded:
+            metadata = entry.dagster_event.event_specific_data.metadata
+            assert metadata["source_run_id"].value == run_id, (run_id, metadata)
+            assert str(metadata["stored_at"].value).startswith("s3://iris/dagster/"), metadata
+    outcome.note(
+        f"8 SUCCESS; 8 MLflow runs FINISHED with their own params and artifacts; workers used: {sorted(workers)}"
+    )
+
+
+def _count(values) -> dict:
+    counted: dict = {}
+    for value in values:
+        counted[value] = counted.get(value, 0) + 1
+    return counted
+
+
+@repeat()
+def test_a_worker_killed_mid_step(scaleout, instance, outcome, repetition):
+    """A Celery worker SIGKILLed mid-step: RabbitMQ gives the step to the other worker; the run and its MLflow run finish, nothing logged twice"""
+    run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
+    wait_for_step_start(instance, "model", run_id, timeout=300)
+    victim = wait_until(lambda: scaleout.worker_of(instance, run_id, "model"), 60, "the model step's worker")
+    scaleout.kill_worker(victim)
+    try:
+        assert wait_for_run(scaleout.topology.web_port, run_id, timeout=900) == "SUCCESS", scaleout.topology.logs()
+    finally:
+        scaleout.start_worker(victim)
+        scaleout.wait_worker(victim)
+    starts = [e for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START) if e.step_key == "model"]
+    assert len(starts) == 2  # it did run twice: once killed, once to the end
+    run = _mlflow_run(scaleout, run_id)
+    client = scaleout.topology.mlflow_client()
+    assert_complete_iris_run(scaleout.topology.mlflow_url, run, n_estimators=2000)  # each artifact once
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
+    assert sorted(m.name for m in models) == ["model", "onnx"]  # one of each name
+    versions = [v for v in client.search_model_versions("name = 'iris-random-forest'") if v.run_id == run.info.run_id]
+    assert len(versions) == 1
+    inputs = _count(d.dataset.name for d in run.inputs.dataset_inputs)
+    assert inputs == {"iris_raw": 1, "iris_train": 1, "iris_test": 1}
+    outcome.note(
+        "step redelivered to the other worker; run SUCCESS; MLflow run FINISHED: one model of each name, one version, artifacts and inputs once"
+    )
+
+
+def test_a_celery_run_canceled_then_reexecuted(scaleout, instance, outcome):
+    """A Celery run canceled mid-step: its MLflow run ends KILLED; re-execution from failure, on the workers, finishes the same MLflow run"""
+    run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
+    wait_for_step_start(instance, "model", run_id, timeout=300)
+    terminate(scaleout.topology.web_port, run_id)
+    assert wait_for_run(scaleout.topology.web_port, run_id, timeout=300) == "CANCELED"
+    mlflow_run = _mlflow_run(scaleout, run_id)
+    client = scaleout.topology.mlflow_client()
+    wait_until(
+        lambda: client.get_run(mlflow_run.info.run_id).info.status == "KILLED", 180, "the MLflow run to end KILLED"
+    )
+    child = reexecute_from_failure(scaleout.topology.web_port, run_id)
+    assert wait_for_run(scaleout.topology.web_port, child, timeout=900) == "SUCCESS", scaleout.topology.logs()
+    finished = client.get_run(mlflow_run.info.run_id)
+    assert finished.data.tags[DAGSTER_RUN_IDS_TAG].split() == [run_id, child]
+    assert_complete_iris_run(scaleout.topology.mlflow_url, finished, n_estimators=2000)
+    outcome.note("CANCELED, MLflow KILLED; re-execution from failure on the workers: same MLflow run FINISHED")
+
+
+def test_a_client_without_storage_credentials_downloads_artifacts(scaleout, tmp_path, outcome):
+    """A client with no storage credentials downloads a run's artifacts and loads its model through the MLflow server"""
+    client = scaleout.topology.mlflow_client()
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    run = client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=1)[
+        0
+    ]
+    code = (
+        "import json, os, sys, mlflow\n"
+        "from mlflow import MlflowClient\n"
+        "assert not [k for k in os.environ if k.startswith('AWS_')]\n"
+        "run_id = sys.argv[1]\n"
+        "path = MlflowClient().download_artifacts(run_id, 'confusion_matrix.json', sys.argv[2])\n"
+        "model = mlflow.pyfunc.load_model(f'runs:/{run_id}/model')\n"
+        "print(json.dumps({'labels': json.load(open(path))['labels'], 'model': type(model).__name__}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(QUIET_ENV, MLFLOW_TRACKING_URI=scaleout.topology.mlflow_url)
+    result = subprocess.run(
+        [sys.executable, "-c", code, run.info.run_id, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        '"labels": ["setosa", "versicolor", "virginica"]' in result.stdout and '"model": "PyFuncModel"' in result.stdout
+    )
+    outcome.note("no AWS_* variable: artifacts downloaded and the model loaded through the server")
