@@ -31,6 +31,11 @@ class SettlingExecutor(dg.Executor):
     def step_dependency_config(self):
         return self._inner.step_dependency_config
 
+    def __getattr__(self, name: str):
+        # Executors' own loops read their executor back from the plan context (dagster-celery's
+        # calls plan_context.executor.app_args()): everything else is the inner executor's.
+        return getattr(self._inner, name)
+
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
         record_worker(plan_context.instance, plan_context.dagster_run.run_id)
         try:

@@ -46,6 +46,21 @@ def instance(scaleout):
         yield instance
 
 
+def _why(scaleout, instance, run_id: str) -> str:
+    """The run's failure messages, then the services' logs: what an assertion shows."""
+    texts = []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is not None and event.event_type in (
+            dg.DagsterEventType.STEP_FAILURE,
+            dg.DagsterEventType.RUN_FAILURE,
+        ):
+            error = getattr(event.event_specific_data, "error", None)
+            texts.append((entry.message or "") + (error.to_string() if error else ""))
+    workers = "\n".join(f"--- worker{i}\n{w.log()[-2000:]}" for i, w in scaleout.workers.items())
+    return "\n".join(texts)[-6000:] + "\n" + workers
+
+
 def _mlflow_run(scaleout, dagster_run_id: str):
     client = scaleout.topology.mlflow_client()
     experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
@@ -69,7 +84,7 @@ def _assert_values_in_the_bucket(scaleout, run_id: str) -> None:
 def test_the_whole_graph_on_celery_workers(scaleout, instance, outcome):
     """The whole graph on two Celery workers: one FINISHED MLflow run, steps on both workers, values in the bucket per run"""
     run_id = launch_job(scaleout.topology.web_port, run_config=CELERY)
-    assert wait_for_run(scaleout.topology.web_port, run_id, timeout=600) == "SUCCESS", scaleout.topology.logs()
+    assert wait_for_run(scaleout.topology.web_port, run_id, timeout=600) == "SUCCESS", _why(scaleout, instance, run_id)
     run = _mlflow_run(scaleout, run_id)
     assert_complete_iris_run(scaleout.topology.mlflow_url, run)
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server, stored in the bucket
@@ -90,7 +105,7 @@ def test_eight_runs_through_the_queue_on_the_workers(scaleout, instance, outcome
         launch_job(scaleout.topology.web_port, run_config={**CELERY, "ops": {"model": {"config": c}}}) for c in configs
     ]
     statuses = [wait_for_run(scaleout.topology.web_port, r, timeout=900) for r in run_ids]
-    assert statuses == ["SUCCESS"] * 8, scaleout.topology.logs()
+    assert statuses == ["SUCCESS"] * 8, [_why(scaleout, instance, r) for r in run_ids]
     workers = set()
     for run_id, config in zip(run_ids, configs, strict=True):
         run = _mlflow_run(scaleout, run_id)
@@ -129,7 +144,9 @@ def test_a_worker_killed_mid_step(scaleout, instance, outcome, repetition):
     victim = wait_until(lambda: scaleout.worker_of(instance, run_id, "model"), 60, "the model step's worker")
     scaleout.kill_worker(victim)
     try:
-        assert wait_for_run(scaleout.topology.web_port, run_id, timeout=900) == "SUCCESS", scaleout.topology.logs()
+        assert wait_for_run(scaleout.topology.web_port, run_id, timeout=900) == "SUCCESS", _why(
+            scaleout, instance, run_id
+        )
     finally:
         scaleout.start_worker(victim)
         scaleout.wait_worker(victim)
@@ -163,7 +180,7 @@ def test_a_celery_run_canceled_then_reexecuted(scaleout, instance, outcome):
         lambda: client.get_run(mlflow_run.info.run_id).info.status == "KILLED", 180, "the MLflow run to end KILLED"
     )
     child = reexecute_from_failure(scaleout.topology.web_port, run_id)
-    assert wait_for_run(scaleout.topology.web_port, child, timeout=900) == "SUCCESS", scaleout.topology.logs()
+    assert wait_for_run(scaleout.topology.web_port, child, timeout=900) == "SUCCESS", _why(scaleout, instance, child)
     finished = client.get_run(mlflow_run.info.run_id)
     assert finished.data.tags[DAGSTER_RUN_IDS_TAG].split() == [run_id, child]
     assert_complete_iris_run(scaleout.topology.mlflow_url, finished, n_estimators=2000)
