@@ -16,9 +16,17 @@ from pathlib import Path
 
 from benchmarks.harness import BENCH_ENV, REPO_ROOT, Row, Templates, machine
 
-SECTIONS = ["overhead", "load", "binding", "serving"]
-FULL = {"overhead": 4, "load": 6, "sizes": [0, 1_000, 10_000], "binding": 15, "single": 3000, "batch": 30}
-QUICK = {"overhead": 1, "load": 1, "sizes": [0, 20, 50], "binding": 2, "single": 120, "batch": 3}
+SECTIONS = ["overhead", "load", "binding", "serving", "scaleout"]
+FULL = {
+    "overhead": 4,
+    "load": 6,
+    "sizes": [0, 1_000, 10_000],
+    "binding": 15,
+    "single": 3000,
+    "batch": 30,
+    "scaleout": 3,
+}
+QUICK = {"overhead": 1, "load": 1, "sizes": [0, 20, 50], "binding": 2, "single": 120, "batch": 3, "scaleout": 1}
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
 
@@ -70,6 +78,10 @@ def run_section(section: str, templates: Templates, settings: dict, work: Path) 
 
         rows, requests = binding.run(templates, settings["sizes"], settings["binding"], work)
         return rows, requests_markdown(requests)
+    if section == "scaleout":
+        from benchmarks import scaleout
+
+        return scaleout.run(settings["scaleout"], work)
     from benchmarks import serving
 
     return serving.run(settings["single"], settings["batch"]), ""

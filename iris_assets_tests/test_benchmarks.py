@@ -19,6 +19,7 @@ EXPECTED_ROWS = {
     "3. Binding cost": 9,
     "4. Serving": 6,
     "5. Peak memory": 3,
+    "6. Scale-out": 1,
 }
 
 
