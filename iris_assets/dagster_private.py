@@ -11,17 +11,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-# Tags Dagster puts on a run that re-executes its parent from failure (the UI's
-# "Re-execute from failure", `dagster job execute --from-failure`... and automatic run
-# retries). Dagster exports no constant for them; their values are matched on runs
-# written by Dagster itself, so a renamed tag must fail a test, not go unnoticed.
-from dagster._core.storage.tags import ASSET_RESUME_RETRY_TAG, RESUME_RETRY_TAG
+# Tags Dagster puts on runs, matched on runs Dagster itself wrote (so a renamed tag
+# must fail a test, not go unnoticed); Dagster exports no constant for them:
+# - RESUME_RETRY_TAG, ASSET_RESUME_RETRY_TAG: a run that re-executes its parent from
+#   failure (the UI's "Re-execute from failure", `--from-failure`, automatic retries);
+# - BACKFILL_ID_TAG, PARTITION_NAME_TAG: every run of a backfill (its id) and of a
+#   partition (its key). A sweep is a backfill and its trials are partitions.
+from dagster._core.storage.tags import (
+    ASSET_RESUME_RETRY_TAG,
+    BACKFILL_ID_TAG,
+    PARTITION_NAME_TAG,
+    RESUME_RETRY_TAG,
+)
 
 if TYPE_CHECKING:
     import dagster as dg
 
 __all__ = [
     "ASSET_RESUME_RETRY_TAG",
+    "BACKFILL_ID_TAG",
+    "PARTITION_NAME_TAG",
     "RESUME_RETRY_TAG",
     "engine_event_data",
     "from_failure_step_keys",

@@ -3,10 +3,12 @@
 Dagster's default filesystem IO manager keeps one file per asset, so two runs in
 flight at once (two landing files, a schedule tick during a manual run) overwrite
 each other's values: a run trained on one file could evaluate another's model.
-Here a value is stored under ``<base>/<asset key>/<run id>.pickle``, and a step
-reads the value its own run produced, else the one its parent run produced (a
-re-execution), else the latest materialisation's (a partial materialisation, say
-``metrics`` alone, reads the model of an earlier run).
+Here a value is stored under ``<base>/<asset key>/<run id>.pickle`` (a partition's
+under ``<base>/<asset key>/<partition>/<run id>.pickle``), and a step reads the value
+its own run produced, else the one its parent run produced (a re-execution), else
+the one its backfill produced (two sweeps at once each read their own ``sweep``),
+else the latest materialisation's (a partial materialisation, say ``metrics`` alone,
+reads the model of an earlier run; a sweep's summary, each trial's own run).
 
 ``<base>`` is ``$IRIS_ASSET_STORAGE``: a local folder (default
 ``<DAGSTER_HOME>/storage/assets``) or an S3 bucket (``s3://bucket/prefix``, with
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import dagster as dg
 from pydantic import Field
 
-from iris_assets import settings
+from iris_assets import dagster_private, settings
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -37,8 +39,14 @@ class RunScopedPickleIOManager(dg.UPathIOManager):
     def get_asset_relative_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
         from upath import UPath
 
+        if context.has_asset_partitions:  # the run id comes after the partition (get_path_for_partition)
+            return UPath(*context.asset_key.path)
         run_id = context.run_id if isinstance(context, dg.OutputContext) else context.step_context.run_id
         return UPath(*context.asset_key.path, run_id)
+
+    def get_path_for_partition(self, context: dg.InputContext | dg.OutputContext, path: UPath, partition: str) -> UPath:
+        assert isinstance(context, dg.OutputContext)  # inputs are found by load_input
+        return self.make_safe_partition_path(path, partition) / context.run_id
 
     def make_directory(self, path: UPath) -> None:
         if path.protocol in ("", "file", "local"):  # object stores have no directories
@@ -59,33 +67,72 @@ class RunScopedPickleIOManager(dg.UPathIOManager):
             return pickle.load(stored)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        if context.has_asset_partitions:
-            return super().load_input(context)
         folder = self._base_path.joinpath(*context.asset_key.path)
+        if not context.has_asset_partitions:
+            return self._load_from_runs(context, folder, None)
+        values = {
+            key: self._load_from_runs(context, self.make_safe_partition_path(folder, key), key)
+            for key in context.asset_partition_keys
+        }
+        # One partition (a trial reading its own model): the value; several: a dict by key.
+        return next(iter(values.values())) if len(values) == 1 and not _wants_dict(context) else values
+
+    def _load_from_runs(self, context: dg.InputContext, folder: UPath, partition: Optional[str]) -> Any:
         tried = []
-        for run_id in _runs_to_read_from(context.instance, context.step_context.run_id, context.asset_key):
+        for run_id in _runs_to_read_from(context.instance, context.step_context.run_id, context.asset_key, partition):
             path = folder / f"{run_id}{self.extension}"
             if path.exists():
                 context.log.debug(self.get_loading_input_log_message(path))
-                context.add_input_metadata({"stored_at": dg.MetadataValue.path(str(path)), "source_run_id": run_id})
+                if partition is None:
+                    context.add_input_metadata({"stored_at": dg.MetadataValue.path(str(path)), "source_run_id": run_id})
                 return self.load_from_path(context, path)
             tried.append(str(path))
         raise FileNotFoundError(
-            f"No stored value of asset {context.asset_key.to_user_string()!r} (looked for {tried}); "
-            "materialise it first."
+            f"No stored value of asset {context.asset_key.to_user_string()!r}"
+            f"{f' partition {partition!r}' if partition else ''} (looked for {tried}); materialise it first."
         )
 
 
-def _runs_to_read_from(instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey) -> Iterator[str]:
-    """This run, its ancestors (re-executions), then the run of the latest materialisation."""
+def _wants_dict(context: dg.InputContext) -> bool:
+    return (
+        context.dagster_type.typing_type is dict
+        or getattr(context.dagster_type.typing_type, "__origin__", None) is dict
+    )
+
+
+def _runs_to_read_from(
+    instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey, partition: Optional[str]
+) -> Iterator[str]:
+    """This run, its ancestors (re-executions), its backfill, then the run of the latest materialisation
+    (of the partition)."""
     current: Optional[str] = run_id
+    backfill_id: Optional[str] = None
     while current:
         yield current
         run = instance.get_run_by_id(current)
+        backfill_id = backfill_id or (run.tags.get(dagster_private.BACKFILL_ID_TAG) if run else None)
         current = run.parent_run_id if run else None
-    latest = instance.get_latest_materialization_event(asset_key)
-    if latest is not None:
-        yield latest.run_id
+    backfill = instance.get_backfill(backfill_id) if backfill_id is not None and partition is None else None
+    if backfill is not None:
+        in_backfill = {
+            r.run_id
+            for r in instance.get_runs(
+                filters=dg.RunsFilter(tags={dagster_private.BACKFILL_ID_TAG: backfill.backfill_id})
+            )
+        }
+        since = dg.AssetRecordsFilter(asset_key=asset_key, after_timestamp=backfill.backfill_timestamp)
+        records = instance.fetch_materializations(since, limit=1000).records
+        yield from [record.run_id for record in records if record.run_id in in_backfill][:1]
+    if partition is None:
+        latest = instance.get_latest_materialization_event(asset_key)
+        if latest is not None:
+            yield latest.run_id
+        return
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+    ).records
+    if records:
+        yield records[0].run_id
 
 
 class RunScopedStorage(dg.ConfigurableIOManagerFactory):

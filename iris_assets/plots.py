@@ -48,3 +48,20 @@ def feature_importance_png(importance: dict[str, float]) -> bytes:
 def markdown_image(png: bytes, alt: str) -> str:
     """A Markdown image with the PNG inline, which the Dagster UI renders in metadata."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def metric_by_parameter_png(trials: list[tuple[dict, float]], metric: str) -> bytes:
+    """One panel per hyperparameter that varies: the metric of every trial against its value."""
+    varying = sorted(
+        {name for params, _ in trials for name in params if len({str(p.get(name)) for p, _ in trials}) > 1}
+    )
+    names = varying or sorted({name for params, _ in trials for name in params})[:1]
+    figure = _figure()
+    figure.set_size_inches(4.0 * max(1, len(names)), 3.4)
+    for axes, name in zip(figure.subplots(1, len(names), squeeze=False)[0], names, strict=True):
+        points = [(params.get(name), score) for params, score in trials if isinstance(params.get(name), (int, float))]
+        axes.scatter([x for x, _ in points], [y for _, y in points], color="#4c72b0")
+        axes.set_xlabel(name)
+        axes.set_ylabel(metric)
+        axes.set_title(f"{metric} by {name}")
+    return _png(figure)

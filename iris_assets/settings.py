@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EXPERIMENT = "relatorio-II-iris-pipeline"
+DEFAULT_TUNING_EXPERIMENT = "iris-hyperparameter-tuning"
 DEFAULT_REGISTERED_MODEL = "iris-random-forest"
 DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` / `mlflow server` listen by default
 DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # where `dagster dev` listens by default
@@ -87,6 +88,15 @@ def _float_between(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def _one_of(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"one of {list(allowed)}")
+        return value
+
+    return parse
+
+
 def _path(value: str) -> Path:
     return Path(_non_empty(value)).expanduser()
 
@@ -108,6 +118,18 @@ class Settings:
         _non_empty,
     )
     experiment: str = _setting("IRIS_MLFLOW_EXPERIMENT", f"`{DEFAULT_EXPERIMENT}`", "MLflow experiment", _non_empty)
+    tuning_experiment: str = _setting(
+        "IRIS_TUNING_EXPERIMENT",
+        f"`{DEFAULT_TUNING_EXPERIMENT}`",
+        "MLflow experiment of hyperparameter sweeps (a parent run per sweep, a child per trial)",
+        _non_empty,
+    )
+    default_executor: str = _setting(
+        "IRIS_DEFAULT_EXECUTOR",
+        "`in_process`",
+        "the executor of runs whose config names none (`in_process`, `multiprocess` or `celery`)",
+        _one_of("in_process", "multiprocess", "celery"),
+    )
     mlflow_ui_url: Optional[str] = _setting(
         "MLFLOW_UI_URL",
         f"the tracking URI if http(s), else `{DEFAULT_MLFLOW_UI_URL}`",
@@ -176,6 +198,8 @@ class Settings:
         defaults = {
             "state_dir": PROJECT_ROOT / ".iris_state",
             "experiment": DEFAULT_EXPERIMENT,
+            "tuning_experiment": DEFAULT_TUNING_EXPERIMENT,
+            "default_executor": "in_process",
             "dagster_ui_url": DEFAULT_DAGSTER_UI_URL,
             "min_accuracy": DEFAULT_MIN_ACCURACY,
             "registered_model": DEFAULT_REGISTERED_MODEL,

@@ -21,6 +21,7 @@ QUICK_MODULES = {
     "test_settings",
     "test_training",
     "test_bad_input",
+    "test_sweep_files",
 }
 
 

@@ -4,7 +4,8 @@ import json
 import urllib.error
 import urllib.request
 
-from iris_assets import defs
+from iris_assets import defs, groups
+from iris_assets.tuning.launch import REPOSITORY_SELECTOR
 from iris_harness.processes import wait_until
 
 LAUNCH = """
@@ -43,20 +44,23 @@ def graphql(port: int, query: str, variables: dict) -> dict:
 
 
 def materialize_all_params() -> dict:
-    """What the UI's "Materialize all" sends: the implicit asset job, every asset and check."""
+    """What the UI's "Materialize all" on the pipeline's group (`iris`) sends: the implicit asset
+    job, every asset and check of the group. (The tuning group's partitioned assets are
+    launched as a backfill instead; see the sweeps.)"""
     graph = defs.resolve_asset_graph()
+    keys = [key for key in graph.get_all_asset_keys() if graph.get(key).group_name == groups.PIPELINE]
     return {
         "mode": "default",
         "executionMetadata": {"tags": []},
         "runConfigData": "{}",
         "selector": {
-            "repositoryLocationName": "iris_assets",
-            "repositoryName": "__repository__",
+            **REPOSITORY_SELECTOR,
             "pipelineName": "__ASSET_JOB",
-            "assetSelection": [{"path": key.path} for key in sorted(graph.get_all_asset_keys())],
+            "assetSelection": [{"path": key.path} for key in sorted(keys)],
             "assetCheckSelection": [
                 {"assetKey": {"path": check.asset_key.path}, "name": check.name}
                 for check in sorted(graph.asset_check_keys)
+                if check.asset_key in keys
             ],
         },
     }
@@ -92,7 +96,7 @@ def launch_job(port: int, job: str = "iris_pipeline", run_config: dict | None = 
         "mode": "default",
         "runConfigData": json.dumps(run_config or {}),
         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
-        "selector": {"repositoryLocationName": "iris_assets", "repositoryName": "__repository__", "pipelineName": job},
+        "selector": {**REPOSITORY_SELECTOR, "pipelineName": job},
     }
     launched = graphql(port, LAUNCH, {"executionParams": params})["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched

@@ -12,7 +12,7 @@ from iris_assets.tracking import MlflowRun
 from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run
 from iris_harness.environment import BIN, REPO_ROOT
 
-EXPECTED_GRAPH = {
+EXPECTED_GRAPH = {  # the pipeline (group "iris")
     "raw_data": set(),
     "splits": {"raw_data"},
     "model": {"splits"},
@@ -20,20 +20,31 @@ EXPECTED_GRAPH = {
     "onnx_model": {"model", "splits"},
     "registered_model": {"metrics", "model", "splits", "onnx_model"},  # the champion is scored on the same split
 }
+EXPECTED_TUNING = {  # sweeps (group "tuning"): the trials are partitions, the sweep pins the splits
+    "sweep": ({"splits"}, None),
+    "trial_model": ({"sweep"}, "iris_trials"),
+    "trial_metrics": ({"sweep", "trial_model"}, "iris_trials"),
+    "best_trial": ({"sweep", "trial_metrics"}, None),
+}
 
 
 def test_asset_graph_snapshot():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == set(EXPECTED_GRAPH)
-    for name, upstream in EXPECTED_GRAPH.items():
+    assert keys == set(EXPECTED_GRAPH) | set(EXPECTED_TUNING)
+    expected = {name: (upstream, None, "iris") for name, upstream in EXPECTED_GRAPH.items()}
+    expected.update(
+        {name: (upstream, partitions, "tuning") for name, (upstream, partitions) in EXPECTED_TUNING.items()}
+    )
+    for name, (upstream, partitions, group) in expected.items():
         node = graph.get(dg.AssetKey(name))
         assert {parent.to_user_string() for parent in node.parent_keys} == upstream, name
-        assert node.group_name == "iris"
+        assert getattr(node.partitions_def, "name", None) == partitions, name
+        assert node.group_name == group, name
         assert node.description, f"{name} has no description"
         assert node.kinds, f"{name} has no kinds"
     job = defs.resolve_job_def("iris_pipeline")
-    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == keys
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == set(EXPECTED_GRAPH)
     assert job.executor_def.name == "in_process_multiprocess_or_celery"
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert checks == {
@@ -55,6 +66,7 @@ def test_automation_snapshot():
         "close_mlflow_run_on_cancel",
         "close_orphaned_mlflow_runs",
         "close_dead_runs",
+        "settle_sweeps",
     }
 
 
@@ -123,12 +135,12 @@ def test_dg_check_and_list_defs(dagster_home):
     listed = _dg("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr[-3000:]
     found = json.loads(listed.stdout)
-    assert {a["asset_key"] for a in found["assets"]} == set(EXPECTED_GRAPH)
+    assert {a["asset_key"] for a in found["assets"]} == set(EXPECTED_GRAPH) | set(EXPECTED_TUNING)
     assert {j["name"] for j in found["jobs"]} >= {"iris_pipeline"}
 
 
 @pytest.mark.slow  # a whole CLI run: outside the quick lane
 def test_dg_launch_materialises_the_whole_graph_as_one_mlflow_run(dagster_home, tracking_uri):
-    launched = _dg("launch", "--assets", "*", timeout=600)
+    launched = _dg("launch", "--assets", "group:iris", timeout=600)  # '*' would take in the sweep's partitions
     assert launched.returncode == 0, (launched.stdout + launched.stderr)[-4000:]
     assert_complete_iris_run(tracking_uri, only_run(tracking_uri))

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from iris_assets import defs
+from iris_assets import defs, groups
 from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, JOB_NAME_TAG
 from iris_assets_tests.mlflow_checks import (
     artifact_paths,
@@ -17,7 +17,8 @@ from iris_assets_tests.mlflow_checks import (
 from iris_harness.environment import REPO_ROOT, run_cli
 from iris_harness.runs import iris_pipeline
 
-ALL_ASSETS = defs.resolve_asset_graph().get_all_asset_keys()
+PIPELINE = dg.AssetSelection.groups(groups.PIPELINE)  # not the sweeps' group
+PIPELINE_ASSETS = PIPELINE.resolve(defs.resolve_asset_graph())
 
 
 def test_job_in_process_python_api(instance, tracking_uri):
@@ -30,7 +31,7 @@ def test_job_in_process_python_api(instance, tracking_uri):
     assert run.data.tags[JOB_NAME_TAG] == "iris_pipeline"
 
     # Every materialisation points at that run.
-    for key in ALL_ASSETS:
+    for key in PIPELINE_ASSETS:
         event = instance.get_latest_materialization_event(key)
         metadata = event.asset_materialization.metadata
         assert metadata["mlflow_run_id"].value == run.info.run_id
@@ -53,7 +54,7 @@ def test_dagster_job_execute_cli(dagster_home, tracking_uri):
 
 def test_asset_materialize_cli_runs_the_implicit_asset_job(dagster_home, tracking_uri):
     """What "Materialize all" in the UI runs: the implicit asset job, which has no hooks."""
-    run_cli("dagster", "asset", "materialize", "-m", "iris_assets", "--select", "*")
+    run_cli("dagster", "asset", "materialize", "-m", "iris_assets", "--select", "group:iris")
     run = assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
     assert run.data.tags[JOB_NAME_TAG] == "__ASSET_JOB"
 
@@ -72,8 +73,12 @@ def test_multiprocess_executor_with_readme_config(dagster_home, tracking_uri, tm
 
 def test_two_materialisations_in_one_process_get_two_runs(instance, tracking_uri):
     """Stock dagster-mlflow shares MLflow's global active run between them."""
-    first = dg.materialize(defs.assets, resources={"mlflow": defs.resources["mlflow"]}, instance=instance)
-    second = dg.materialize(defs.assets, resources={"mlflow": defs.resources["mlflow"]}, instance=instance)
+    first = dg.materialize(
+        defs.assets, resources={"mlflow": defs.resources["mlflow"]}, instance=instance, selection=PIPELINE
+    )
+    second = dg.materialize(
+        defs.assets, resources={"mlflow": defs.resources["mlflow"]}, instance=instance, selection=PIPELINE
+    )
     assert first.success and second.success
     runs = runs_of(tracking_uri)
     assert len(runs) == 2
@@ -132,7 +137,7 @@ def test_reexecution_of_all_steps_gets_a_new_run(instance, tracking_uri):
 
 
 def test_partial_materialisation_records_upstream_runs(instance, tracking_uri):
-    full = dg.materialize(defs.assets, resources=defs.resources, instance=instance)
+    full = dg.materialize(defs.assets, resources=defs.resources, instance=instance, selection=PIPELINE)
     assert full.success
     (first,) = runs_of(tracking_uri)
     partial = dg.materialize(defs.assets, resources=defs.resources, instance=instance, selection=["metrics"])

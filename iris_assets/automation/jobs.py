@@ -2,9 +2,11 @@
 
 import dagster as dg
 
+from iris_assets import groups
+
 iris_pipeline = dg.define_asset_job(
     "iris_pipeline",
-    selection=dg.AssetSelection.groups("iris"),
+    selection=dg.AssetSelection.groups(groups.PIPELINE),
     description="The whole Iris pipeline: raw data, splits, model, metrics and the ONNX model.",
 )
 

@@ -6,6 +6,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
+from iris_assets import groups
 from iris_assets.data.checks import RAW_DATA_CHECK_SPECS, raw_data_check_results
 from iris_assets.data.schema import (
     FEATURES,
@@ -38,7 +39,7 @@ class SplitConfig(dg.Config):
     random_state: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed of the shuffle.")
 
 
-@dg.asset(group_name="iris", kinds={"python", "pandas"}, check_specs=RAW_DATA_CHECK_SPECS)
+@dg.asset(group_name=groups.PIPELINE, kinds={"python", "pandas"}, check_specs=RAW_DATA_CHECK_SPECS)
 def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: MlflowRun) -> Iterator:
     """The Iris table: 150 rows, four measurements (cm), integer target and species name; its checks run here."""
     table = load_iris_csv(config.csv_path, config.expected_sha256) if config.csv_path else load_bundled_iris()
@@ -57,7 +58,7 @@ def raw_data(context: dg.AssetExecutionContext, config: RawDataConfig, mlflow: M
     yield from raw_data_check_results(table, mlflow)
 
 
-@dg.asset(group_name="iris", kinds={"scikitlearn"})
+@dg.asset(group_name=groups.PIPELINE, kinds={"scikitlearn"})
 def splits(
     context: dg.AssetExecutionContext, config: SplitConfig, raw_data: IrisTable, mlflow: MlflowRun
 ) -> dg.Output[Splits]:

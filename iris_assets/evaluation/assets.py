@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from iris_assets import groups
 from iris_assets.data.schema import Splits
 from iris_assets.evaluation.scoring import AVERAGE, scores
 from iris_assets.plots import confusion_matrix_png, markdown_image
@@ -16,9 +17,9 @@ def confusion_matrix_markdown(labels: list[str], matrix: list[list[int]]) -> str
     return "\n".join([header, rule, *rows])
 
 
-@dg.asset(group_name="iris", kinds={"scikitlearn", "mlflow"})
-def metrics(context: dg.AssetExecutionContext, model: Classifier, splits: Splits, mlflow: MlflowRun) -> dg.Output[dict]:
-    """Accuracy, and macro-averaged precision, recall and F1 of the model on the test split."""
+def evaluate_and_log(model: Classifier, splits: Splits, mlflow: MlflowRun) -> tuple[dict[str, float], dict]:
+    """Score the model on the test split and log the scores, confusion matrix and report;
+    the scores and their materialisation metadata. The pipeline's metrics and every sweep trial."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     predicted = model.predict(splits.X_test)
@@ -28,18 +29,22 @@ def metrics(context: dg.AssetExecutionContext, model: Classifier, splits: Splits
     report = classification_report(splits.y_test, predicted, labels=labels, zero_division=0)
 
     mlflow.log_metrics(result)
-    mlflow.set_tags({"metrics_average": AVERAGE})
+    mlflow.set_tags({"metrics_average": AVERAGE, "evaluation_digest": splits.evaluation_digest})
     mlflow.log_dict({"labels": splits.class_names, "matrix": matrix}, "confusion_matrix.json")
     mlflow.log_text(report, "classification_report.txt")
     picture = confusion_matrix_png(splits.y_test, predicted, splits.class_names)
     mlflow.log_bytes(picture, "confusion_matrix.png")
-    return dg.Output(
-        result,
-        metadata={
-            **{name: dg.MetadataValue.float(value) for name, value in result.items()},
-            "test_rows": len(splits.X_test),
-            "confusion_matrix": dg.MetadataValue.md(confusion_matrix_markdown(splits.class_names, matrix)),
-            "confusion_matrix_image": dg.MetadataValue.md(markdown_image(picture, "confusion matrix")),
-            **mlflow.link(context),
-        },
-    )
+    metadata = {
+        **{name: dg.MetadataValue.float(value) for name, value in result.items()},
+        "test_rows": len(splits.X_test),
+        "confusion_matrix": dg.MetadataValue.md(confusion_matrix_markdown(splits.class_names, matrix)),
+        "confusion_matrix_image": dg.MetadataValue.md(markdown_image(picture, "confusion matrix")),
+    }
+    return result, metadata
+
+
+@dg.asset(group_name=groups.PIPELINE, kinds={"scikitlearn", "mlflow"})
+def metrics(context: dg.AssetExecutionContext, model: Classifier, splits: Splits, mlflow: MlflowRun) -> dg.Output[dict]:
+    """Accuracy, and macro-averaged precision, recall and F1 of the model on the test split."""
+    result, metadata = evaluate_and_log(model, splits, mlflow)
+    return dg.Output(result, metadata={**metadata, **mlflow.link(context)})

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 from dagster_celery import celery_executor
 
+from iris_assets import settings
 from iris_assets.execution import celery
 from iris_assets.tracking.executor import SettlingExecutor
 
@@ -54,7 +55,8 @@ def _requirements(config: Mapping[str, object]) -> Sequence[dg.ExecutorRequireme
 
 iris_executor = dg.ExecutorDefinition(
     name="in_process_multiprocess_or_celery",
-    config_schema=dg.Field(dg.Selector(_MODES), default_value={"in_process": {}}),
+    # The default mode: $IRIS_DEFAULT_EXECUTOR (a deployment whose runs all go to its workers), else in-process.
+    config_schema=dg.Field(dg.Selector(_MODES), default_value={settings.current().default_executor: {}}),
     executor_creation_fn=_create,
     requirements=_requirements,
     description="In-process by default; `multiprocess: {}` runs a process per step; `celery: {}` runs steps on "

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
+from iris_assets import groups
 from iris_assets.data.schema import Splits
 from iris_assets.packaging.checks import PARITY, parity_result
 from iris_assets.packaging.onnx import (
@@ -42,22 +43,28 @@ class OnnxConfig(dg.Config):
 class OnnxParityError(Exception):
     """The ONNX model does not reproduce scikit-learn's predictions."""
 
+    def __init__(self, message: str, check: dg.AssetCheckResult):
+        super().__init__(message)
+        self.check = check
 
-@dg.asset(group_name="iris", kinds={"onnx", "mlflow"}, check_specs=[PARITY])
-def onnx_model(
-    context: dg.AssetExecutionContext, config: OnnxConfig, model: Classifier, splits: Splits, mlflow: MlflowRun
-) -> Iterator:
-    """The model converted with skl2onnx, verified with onnxruntime on the test split (its parity check)."""
+
+def package_and_log(
+    model: Classifier, splits: Splits, parity_atol: float, mlflow: MlflowRun
+) -> tuple[bytes, dg.AssetCheckResult, dict]:
+    """Convert the model to ONNX, check its parity on the test split and, if it holds, log it
+    (the file, and MLflow's onnx flavour with signature and input example); the ONNX bytes,
+    the parity check's result and the materialisation metadata. Raises OnnxParityError
+    (after recording the failed check) when parity does not hold."""
     onnx_bytes = to_onnx(model, splits.X_test.shape[1])
-    tolerance = parity_tolerance(config.parity_atol, len(model.estimators_))
+    tolerance = parity_tolerance(parity_atol, len(model.estimators_))
     label_mismatches, max_difference = parity(model, onnx_bytes, splits.X_test, tolerance)
     checked = parity_result(label_mismatches, max_difference, tolerance, mlflow)
     if not checked.passed:
-        yield checked  # the failed check shows in the UI; the model is not published
         raise OnnxParityError(
             f"ONNX model disagrees with scikit-learn on the test split: {label_mismatches} "
             f"different labels, largest probability difference {max_difference:.3g} (allowed: "
-            f"{tolerance:.3g}, parity_atol={config.parity_atol} per 100 trees, {len(model.estimators_)} trees)"
+            f"{tolerance:.3g}, parity_atol={parity_atol} per 100 trees, {len(model.estimators_)} trees)",
+            checked,
         )
     mlflow.log_bytes(onnx_bytes, ONNX_ARTIFACT)
     import mlflow.onnx as mlflow_onnx
@@ -80,15 +87,25 @@ def onnx_model(
         onnx_execution_providers=["CPUExecutionProvider"],
         pip_requirements=onnx_requirements(),
     )
-    yield dg.Output(
-        onnx_bytes,
-        metadata={
-            "size_bytes": len(onnx_bytes),
-            "test_rows_checked": len(splits.X_test),
-            "max_probability_difference": dg.MetadataValue.float(max_difference),
-            "parity_tolerance": dg.MetadataValue.float(tolerance),
-            "mlflow_artifact": ONNX_ARTIFACT,
-            **mlflow.link(context),
-        },
-    )
+    metadata = {
+        "size_bytes": len(onnx_bytes),
+        "test_rows_checked": len(splits.X_test),
+        "max_probability_difference": dg.MetadataValue.float(max_difference),
+        "parity_tolerance": dg.MetadataValue.float(tolerance),
+        "mlflow_artifact": ONNX_ARTIFACT,
+    }
+    return onnx_bytes, checked, metadata
+
+
+@dg.asset(group_name=groups.PIPELINE, kinds={"onnx", "mlflow"}, check_specs=[PARITY])
+def onnx_model(
+    context: dg.AssetExecutionContext, config: OnnxConfig, model: Classifier, splits: Splits, mlflow: MlflowRun
+) -> Iterator:
+    """The model converted with skl2onnx, verified with onnxruntime on the test split (its parity check)."""
+    try:
+        onnx_bytes, checked, metadata = package_and_log(model, splits, config.parity_atol, mlflow)
+    except OnnxParityError as error:
+        yield error.check  # the failed check shows in the UI; the model is not published
+        raise
+    yield dg.Output(onnx_bytes, metadata={**metadata, **mlflow.link(context)})
     yield checked

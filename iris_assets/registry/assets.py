@@ -7,12 +7,12 @@ data's digest and size, the rule, promoted or not and why) is in the
 materialisation's metadata, the version's tags and description, and the run.
 """
 
-from typing import Optional
+from typing import Any, Optional
 
 import dagster as dg
 from pydantic import Field
 
-from iris_assets import settings
+from iris_assets import groups, settings
 from iris_assets.data.schema import Splits
 from iris_assets.evaluation.scoring import METRICS, Metric
 from iris_assets.packaging.onnx import ONNX_ARTIFACT, ONNX_LOGGED_MODEL
@@ -49,29 +49,37 @@ class RegistryConfig(dg.Config):
         return PromotionRule(self.metric, self.tie_breaker, self.min_improvement, self.min_evaluation_rows)
 
 
-@dg.asset(group_name="iris", kinds={"mlflow"}, deps=["onnx_model"], pool=REGISTRY_POOL)
-def registered_model(
-    context: dg.AssetExecutionContext,
-    config: RegistryConfig,
-    metrics: dict,
+def register_and_promote(
+    mlflow: MlflowRun,
+    name: str,
+    rule: PromotionRule,
+    scores: dict[str, float],
     model: Classifier,
     splits: Splits,
-    mlflow: MlflowRun,
-) -> dg.MaterializeResult:
-    """A new version of the registered model; `champion` moves to it if it beats the champion on the same data."""
+    tags: dict[str, Any],
+    *,
+    source_run_id: Optional[str] = None,
+    model_uri: Optional[str] = None,
+) -> dict[str, Any]:
+    """Register a model as a new version of ``name``, decide its promotion on ``splits``' test rows,
+    record the decision in the bound MLflow run; the materialisation metadata.
+
+    The model is the bound run's logged ``model``, or ``model_uri`` of ``source_run_id``
+    (a sweep's best trial, registered from the sweep's parent run)."""
     import mlflow.sklearn as mlflow_sklearn
 
-    name = config.registered_model or settings.current().registered_model
+    source_run_id = source_run_id or mlflow.run_id
     version = register_model(
         mlflow,
         name,
         tags={
-            "accuracy": metrics["accuracy"],
-            "f1_score": metrics["f1_score"],
-            "dagster_run_id": context.run.run_id,
-            "onnx_artifact_uri": f"runs:/{mlflow.run_id}/{ONNX_ARTIFACT}",
-            "onnx_model_uri": mlflow.logged_model_uri(ONNX_LOGGED_MODEL),
+            "accuracy": scores["accuracy"],
+            "f1_score": scores["f1_score"],
+            "onnx_artifact_uri": f"runs:/{source_run_id}/{ONNX_ARTIFACT}",
+            **tags,
         },
+        model_uri=model_uri,
+        run_id=source_run_id,
     )
     decision = promote(
         mlflow.client,
@@ -79,10 +87,10 @@ def registered_model(
         name,
         str(version.version),
         classes=list(model.classes_),
-        candidate_scores=metrics,
+        candidate_scores=scores,
         evaluation=Evaluation(splits.X_test, splits.y_test, splits.evaluation_digest),
         load_model=lambda uri: mlflow.load_model(mlflow_sklearn, uri),
-        rule=config.rule(),
+        rule=rule,
     )
     if decision.champion_scores:
         mlflow.log_metrics({f"champion.{k}": v for k, v in decision.champion_scores.items()})
@@ -98,20 +106,39 @@ def registered_model(
         metric: {"candidate": decision.candidate_scores.get(metric), "champion": champion_scores.get(metric)}
         for metric in METRICS
     }
-    return dg.MaterializeResult(
-        metadata={
-            "registered_model": name,
-            "version": int(version.version),
-            "alias": CHAMPION if decision.promoted else CHALLENGER,
-            "promoted": decision.promoted,
-            "decision": decision.summary(),
-            "compared_with": f"v{decision.champion_before}" if decision.champion_before else "none",
-            "champion_version": decision.champion_after or "none",
-            "scores_on_the_same_data": dg.MetadataValue.json(comparison),
-            "evaluation_rows": decision.evaluation_rows,
-            "evaluation_digest": decision.evaluation_digest,
-            "promotion_rule": str(decision.rule),
-            "model_uri": f"models:/{name}/{version.version}",
-            **mlflow.link(context),
-        }
+    return {
+        "registered_model": name,
+        "version": int(version.version),
+        "alias": CHAMPION if decision.promoted else CHALLENGER,
+        "promoted": decision.promoted,
+        "decision": decision.summary(),
+        "compared_with": f"v{decision.champion_before}" if decision.champion_before else "none",
+        "champion_version": decision.champion_after or "none",
+        "scores_on_the_same_data": dg.MetadataValue.json(comparison),
+        "evaluation_rows": decision.evaluation_rows,
+        "evaluation_digest": decision.evaluation_digest,
+        "promotion_rule": str(decision.rule),
+        "model_uri": f"models:/{name}/{version.version}",
+    }
+
+
+@dg.asset(group_name=groups.PIPELINE, kinds={"mlflow"}, deps=["onnx_model"], pool=REGISTRY_POOL)
+def registered_model(
+    context: dg.AssetExecutionContext,
+    config: RegistryConfig,
+    metrics: dict,
+    model: Classifier,
+    splits: Splits,
+    mlflow: MlflowRun,
+) -> dg.MaterializeResult:
+    """A new version of the registered model; `champion` moves to it if it beats the champion on the same data."""
+    metadata = register_and_promote(
+        mlflow,
+        config.registered_model or settings.current().registered_model,
+        config.rule(),
+        metrics,
+        model,
+        splits,
+        tags={"dagster_run_id": context.run.run_id, "onnx_model_uri": mlflow.logged_model_uri(ONNX_LOGGED_MODEL)},
     )
+    return dg.MaterializeResult(metadata={**metadata, **mlflow.link(context)})

@@ -14,8 +14,8 @@ def upstream_runs(context: dg.AssetExecutionContext, mlflow_run_id: str) -> dict
     lineage: dict[str, str] = {}
     for key in context.assets_def.keys_by_input_name.values():
         event = context.instance.get_latest_materialization_event(key)
-        if event is None or event.asset_materialization is None:
-            continue
+        if event is None or event.asset_materialization is None or event.asset_materialization.partition:
+            continue  # nothing yet; or one partition of many (a sweep's trials), not "the" upstream run
         upstream = event.asset_materialization.metadata.get(RUN_ID_METADATA_KEY)
         if upstream is not None and upstream.value != mlflow_run_id:
             name = key.to_user_string()

@@ -96,6 +96,7 @@ class MlflowRun(dg.ConfigurableResource):
     _init_context: Optional[dg.InitResourceContext] = PrivateAttr(default=None)
     _binding: Optional[Binding] = PrivateAttr(default=None)
     _bind_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -103,6 +104,32 @@ class MlflowRun(dg.ConfigurableResource):
         # Deliberately touches nothing: see "Lazy" above.
         self._init_context = context
         self._binding = None
+        self._overrides = {}
+
+    def use(
+        self,
+        *,
+        experiment_name: Optional[str] = None,
+        parent_run_id: Optional[str] = None,
+        mlflow_run_id: Optional[str] = None,
+        tags: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        """Bind this Dagster run's MLflow run elsewhere than the resource config says.
+
+        For assets whose run belongs somewhere else (a sweep's trial: a child of the
+        sweep's parent run, in the tuning experiment). Call it before anything is
+        logged, with the same values from every step of the run.
+        """
+        with self._bind_lock:
+            wanted = {
+                "experiment_name": experiment_name,
+                "parent_run_id": parent_run_id,
+                "mlflow_run_id": mlflow_run_id,
+                "tags": dict(tags or {}),
+            }
+            if self._binding is not None and wanted != self._overrides:
+                raise MlflowBindingError("MlflowRun.use() comes after this step already logged to its MLflow run")
+            self._overrides = wanted
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._binding is not None:
@@ -110,15 +137,20 @@ class MlflowRun(dg.ConfigurableResource):
             settle(self._binding, context.instance, context.run, context.log)
 
     def tracking_config(self) -> tracking_config.TrackingConfig:
-        """Where and how to track: this resource's config over the environment."""
+        """Where and how to track: what ``use`` said, then this resource's config, then the environment."""
+        overrides = self._overrides
         return tracking_config.resolve(
             tracking_uri=self.mlflow_tracking_uri,
-            experiment_name=self.experiment_name,
+            experiment_name=overrides.get("experiment_name") or self.experiment_name,
             ui_url=self.ui_url,
             dagster_ui_url=self.dagster_ui_url,
-            parent_run_id=self.parent_run_id,
-            mlflow_run_id=self.mlflow_run_id,
-            extra_tags={**settings.environment_values(self.env_to_tag or []), **self.extra_tags},
+            parent_run_id=overrides.get("parent_run_id") or self.parent_run_id,
+            mlflow_run_id=overrides.get("mlflow_run_id") or self.mlflow_run_id,
+            extra_tags={
+                **settings.environment_values(self.env_to_tag or []),
+                **self.extra_tags,
+                **overrides.get("tags", {}),
+            },
         )
 
     def _bound(self) -> Binding:

@@ -19,6 +19,7 @@ import pytest
 
 from iris_assets.settings import DEFAULT_EXPERIMENT
 from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG
+from iris_assets.tuning.launch import REPOSITORY_SELECTOR
 from iris_assets_tests.graphql_client import (
     graphql,
     launch_job,
@@ -344,9 +345,9 @@ def _webserver_errors_until_recovered(topology, run_id: str) -> int:
         ("{ runsOrError(limit: 1) { __typename } }", {}),
         ("query($id: ID!) { logsForRun(runId: $id) { __typename } }", {"id": run_id}),
         (
-            '{ sensorsOrError(repositorySelector: {repositoryLocationName: "iris_assets", '
-            'repositoryName: "__repository__"}) { __typename ... on Sensors { results { sensorState { status } } } } }',
-            {},
+            "query($selector: RepositorySelector!) { sensorsOrError(repositorySelector: $selector) "
+            "{ __typename ... on Sensors { results { sensorState { status } } } } }",
+            {"selector": REPOSITORY_SELECTOR},
         ),
     ]
     errors = 0

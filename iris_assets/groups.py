@@ -1,0 +1,4 @@
+"""The asset groups, as the UI shows them: the pipeline, and the sweeps that tune it."""
+
+PIPELINE = "iris"  # raw_data ... registered_model: one materialisation = one MLflow run
+TUNING = "tuning"  # sweep, trial_model, trial_metrics, best_trial: one backfill = one sweep

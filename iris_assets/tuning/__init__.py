@@ -1,0 +1,1 @@
+"""Tuning: hyperparameter sweeps as backfills (trials are partitions), one MLflow parent run per sweep."""
