@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.harness import BENCH_ENV, REPO_ROOT, Row, Templates, machine
 
-SECTIONS = ["overhead", "load", "binding", "serving", "scaleout"]
+SECTIONS = ["overhead", "load", "binding", "serving", "scaleout", "sweep"]
 FULL = {
     "overhead": 4,
     "load": 6,
@@ -25,8 +25,18 @@ FULL = {
     "single": 3000,
     "batch": 30,
     "scaleout": 3,
+    "sweep": 2,
 }
-QUICK = {"overhead": 1, "load": 1, "sizes": [0, 20, 50], "binding": 2, "single": 120, "batch": 3, "scaleout": 1}
+QUICK = {
+    "overhead": 1,
+    "load": 1,
+    "sizes": [0, 20, 50],
+    "binding": 2,
+    "single": 120,
+    "batch": 3,
+    "scaleout": 1,
+    "sweep": 1,
+}
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
 
@@ -82,6 +92,10 @@ def run_section(section: str, templates: Templates, settings: dict, work: Path) 
         from benchmarks import scaleout
 
         return scaleout.run(settings["scaleout"], work)
+    if section == "sweep":
+        from benchmarks import sweep
+
+        return sweep.run(settings["sweep"], work, quick=settings is QUICK)
     from benchmarks import serving
 
     return serving.run(settings["single"], settings["batch"]), ""

@@ -23,6 +23,7 @@ import os
 import pickle
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import quote
 
 import dagster as dg
 from pydantic import Field
@@ -43,6 +44,12 @@ class RunScopedPickleIOManager(dg.UPathIOManager):
             return UPath(*context.asset_key.path)
         run_id = context.run_id if isinstance(context, dg.OutputContext) else context.step_context.run_id
         return UPath(*context.asset_key.path, run_id)
+
+    def make_safe_partition_path(self, base_path: UPath, partition: str) -> UPath:
+        # A partition key is untrusted (anyone may add a trial in the UI): one escaped path
+        # segment under its asset's folder, whatever it holds ("/", "..", "%").
+        segment = quote(partition, safe="=")
+        return base_path / (segment.replace(".", "%2E") if segment in (".", "..") else segment)
 
     def get_path_for_partition(self, context: dg.InputContext | dg.OutputContext, path: UPath, partition: str) -> UPath:
         assert isinstance(context, dg.OutputContext)  # inputs are found by load_input

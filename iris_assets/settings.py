@@ -160,7 +160,7 @@ class Settings:
     orphan_sweep_seconds: int = _setting(
         "IRIS_ORPHAN_SWEEP_SECONDS",
         "`30`",
-        "how often the sweep for MLflow runs left RUNNING by finished Dagster runs looks",
+        "how often the housekeeping sensors look (MLflow runs left RUNNING, dead run workers, sweeps to settle)",
         _int_at_least(1),
     )
     retrain_cron: str = _setting("IRIS_RETRAIN_CRON", "`0 3 * * *`", "the retraining schedule's cron", _non_empty)

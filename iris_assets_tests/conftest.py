@@ -22,6 +22,7 @@ QUICK_MODULES = {
     "test_training",
     "test_bad_input",
     "test_sweep_files",
+    "test_io_manager",
 }
 
 

@@ -39,6 +39,15 @@ RUN_TIMEOUT_MS = 240_000
 RUN_OVER = re.compile(r"^(Success|Failure|Canceled)$")
 
 
+def screenshot_folder() -> str:
+    """Where the browser tests put their pictures: $IRIS_SCREENSHOT_DIR, else a new dated folder."""
+    folder = os.environ.get("IRIS_SCREENSHOT_DIR") or str(
+        REPO_ROOT / ".iris_state" / "test-screenshots" / time.strftime("%Y%m%d-%H%M%S")
+    )
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
 @pytest.fixture
 def stack(tmp_path, dagster_home, monkeypatch):
     """(Dagster UI URL, MLflow URL): the servers the assets log to and link to."""
@@ -59,10 +68,7 @@ def stack(tmp_path, dagster_home, monkeypatch):
 
 @pytest.fixture
 def screenshots():
-    folder = os.environ.get("IRIS_SCREENSHOT_DIR") or REPO_ROOT / ".iris_state" / "test-screenshots" / time.strftime(
-        "%Y%m%d-%H%M%S"
-    )
-    os.makedirs(folder, exist_ok=True)
+    folder = screenshot_folder()
     LEFT_BEHIND.append(f"browser test screenshots: {folder}")
     return folder
 

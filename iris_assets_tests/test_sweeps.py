@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from iris_assets.tuning.space import load, trial_params
 from iris_assets_tests.graphql_client import graphql, launch_job, reexecute_from_failure, wait_for_run
 from iris_assets_tests.mlflow_checks import artifact_paths
 from iris_harness.environment import QUIET_ENV, REPO_ROOT
-from iris_harness.processes import Service, free_port, wait_for_http, wait_until
+from iris_harness.processes import Service, free_port, mlflow_server, wait_for_http, wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -183,16 +184,30 @@ def _partitions(stack: Stack) -> list[str]:
 # -- the tests --------------------------------------------------------------------------------------
 
 
-def test_a_grid_sweep_launched_from_the_cli(stack, tmp_path):
-    """`iris-sweep launch examples/sweep.yaml`: six trials, one parent, six children, the best registered;
-    declaring the sweep again with one more value adds only the trials it did not have."""
-    launched = Service("iris-sweep", ["iris-sweep", "launch", str(SWEEP_FILE), "--dagster-url", stack.url], tmp_path)
+@dataclass
+class GridSweep:
+    backfill_id: str
+    keys: list[str]
+    parent: object
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(stack) -> GridSweep:
+    """`iris-sweep launch examples/sweep.yaml`, settled: what the CLI printed, the parent run."""
+    launched = Service(
+        "iris-sweep", ["iris-sweep", "launch", str(SWEEP_FILE), "--dagster-url", stack.url], stack.folder
+    )
     assert launched.process.wait(120) == 0, launched.log()
     backfill_id = launched.log().split()[1].rstrip(":")  # "backfill <id>: <url>"
     keys = load(SWEEP_FILE).keys
-    assert len(keys) == 6
-    parent, _ = _assert_settled_sweep(stack, backfill_id, keys)
+    return GridSweep(backfill_id, keys, _assert_settled_sweep(stack, backfill_id, keys)[0])
 
+
+def test_a_grid_sweep_launched_from_the_cli(stack, grid_sweep, tmp_path):
+    """`iris-sweep launch examples/sweep.yaml`: six trials, one parent, six children, the best registered;
+    declaring the sweep again with one more value adds only the trials it did not have."""
+    backfill_id, keys = grid_sweep.backfill_id, grid_sweep.keys
+    assert len(keys) == 6
     backfill = stack.instance.get_backfill(backfill_id)
     wait_until(
         lambda: stack.instance.get_backfill(backfill_id).status.value == "COMPLETED_SUCCESS", 120, "the backfill"
@@ -279,3 +294,35 @@ def test_a_failed_trial_fails_the_sweep_until_it_is_re_executed(stack):
     _, by_key = _assert_settled_sweep(stack, backfill_id, [slow, quick])
     assert by_key[slow].info.run_id == killed_child.info.run_id
     assert by_key[slow].data.tags["dagster_run_ids"].split() == [victim.run_id, retry]
+
+
+@pytest.mark.browser
+def test_the_sweep_in_the_mlflow_ui(stack, grid_sweep, tmp_path):
+    """The parent run and its children as MLflow's UI shows them (the README's picture)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from iris_assets_tests.conftest import LEFT_BEHIND
+    from iris_assets_tests.test_browser import CHROMIUM_ARGS, screenshot_folder
+
+    port = free_port()
+    server = mlflow_server(tmp_path, port, store=stack.tracking_uri)
+    folder = screenshot_folder()
+    parent = grid_sweep.parent
+    base = f"http://127.0.0.1:{port}/#/experiments/{parent.info.experiment_id}"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(60_000)
+            page.goto(f"{base}/runs/{parent.info.run_id}")
+            expect(page.get_by_text(parent.data.tags["mlflow.runName"]).first).to_be_visible()
+            for metric in ("trials", "best.accuracy"):
+                expect(page.get_by_role("link", name=metric, exact=True)).to_be_visible()
+            page.screenshot(path=f"{folder}/sweep-parent-run.png")
+            page.goto(base)  # the experiment's runs: the parent, its six children under it
+            expect(page.get_by_text(parent.data.tags["mlflow.runName"]).first).to_be_visible()
+            page.screenshot(path=f"{folder}/sweep-runs.png")
+            browser.close()
+    finally:
+        server.stop()
+    LEFT_BEHIND.append(f"sweep screenshots: {folder}")

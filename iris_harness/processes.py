@@ -95,8 +95,8 @@ def dagster_webserver(log_dir: Path, port: int) -> Service:
     return webserver
 
 
-def mlflow_server(log_dir: Path, port: int) -> Service:
-    """`mlflow server` on 127.0.0.1:port: a sqlite store in log_dir, serving the artifacts itself."""
+def mlflow_server(log_dir: Path, port: int, store: str | None = None) -> Service:
+    """`mlflow server` on 127.0.0.1:port: a sqlite store in log_dir (or ``store``), serving the artifacts itself."""
     server = Service(
         "mlflow",
         [
@@ -105,7 +105,7 @@ def mlflow_server(log_dir: Path, port: int) -> Service:
             "--host=127.0.0.1",
             f"--port={port}",
             "--workers=1",
-            f"--backend-store-uri=sqlite:///{log_dir / 'mlflow-server.db'}",
+            f"--backend-store-uri={store or 'sqlite:///' + str(log_dir / 'mlflow-server.db')}",
             "--serve-artifacts",
             f"--artifacts-destination={log_dir / 'mlartifacts'}",
             f"--allowed-hosts=127.0.0.1:{port}",

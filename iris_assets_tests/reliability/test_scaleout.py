@@ -141,7 +141,12 @@ def test_a_worker_killed_mid_step(scaleout, instance, outcome, repetition):
     """A Celery worker SIGKILLed mid-step: RabbitMQ gives the step to the other worker; the run and its MLflow run finish, nothing logged twice"""
     run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
     wait_for_step_start(instance, "model", run_id, timeout=300)
-    victim = wait_until(lambda: scaleout.worker_of(instance, run_id, "model"), 60, "the model step's worker")
+    # (A one-element list: worker 0 is falsy, and wait_until waits for a truthy value.)
+    (victim,) = wait_until(
+        lambda: [w for w in [scaleout.worker_of(instance, run_id, "model")] if w is not None],
+        60,
+        "the model step's worker",
+    )
     scaleout.kill_worker(victim)
     try:
         assert wait_for_run(scaleout.topology.web_port, run_id, timeout=900) == "SUCCESS", _why(
@@ -217,3 +222,58 @@ def test_a_client_without_storage_credentials_downloads_artifacts(scaleout, tmp_
         '"labels": ["setosa", "versicolor", "virginica"]' in result.stdout and '"model": "PyFuncModel"' in result.stdout
     )
     outcome.note("no AWS_* variable: artifacts downloaded and the model loaded through the server")
+
+
+def test_an_eight_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outcome):
+    """A sweep of 8 trials launched from Python with the celery executor, through the run queue on the workers: one parent, 8 children, nothing mixed"""
+    from iris_assets.settings import DEFAULT_TUNING_EXPERIMENT
+    from iris_assets.tuning.assets import BACKFILL_TAG, SWEEP_PARENT_TAG, TRIAL_TAG
+    from iris_assets.tuning.launch import launch_sweep
+
+    if instance.get_latest_materialization_event(dg.AssetKey("splits")) is None:  # the sweep pins the splits
+        first = launch_job(scaleout.topology.web_port, run_config=CELERY)
+        assert wait_for_run(scaleout.topology.web_port, first, timeout=600) == "SUCCESS", _why(
+            scaleout, instance, first
+        )
+    sweep_file = tmp_path / "eight.yaml"
+    sweep_file.write_text("name: eight\ngrid:\n  n_estimators: [10, 20, 30, 40]\n  max_depth: [3, 6]\n")
+    backfill_id = launch_sweep(str(sweep_file), scaleout.topology.env["DAGSTER_UI_URL"], executor="celery")
+
+    client = scaleout.topology.mlflow_client()
+
+    def settled_parent():
+        experiment = client.get_experiment_by_name(DEFAULT_TUNING_EXPERIMENT)
+        if experiment is None:
+            return None
+        parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{SWEEP_PARENT_TAG}` = 'true'")
+        mine = [p for p in parents if p.data.tags.get(BACKFILL_TAG) == backfill_id]
+        return mine and mine[0].info.status != "RUNNING" and (parents, mine[0])
+
+    parents, parent = wait_until(settled_parent, timeout=900, what="the sweep to settle", interval=3)
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    assert parent.info.status == "FINISHED", [_why(scaleout, instance, r.run_id) for r in runs]
+    assert len(parents) == 1  # one parent for the one sweep
+    experiment_id = parent.info.experiment_id
+    children = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    everything = client.search_runs([experiment_id])
+    assert len(children) == 8 and len(everything) == 9, [r.data.tags for r in everything]
+    trial_runs = {r.run_id: r for r in runs if "dagster/partition" in r.tags}
+    assert len(trial_runs) == 8 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in trial_runs.values())
+    workers = []
+    for child in children:
+        dagster_run = trial_runs[child.data.tags["dagster_run_id"]]  # its own trial's run, of this backfill
+        key = dagster_run.tags["dagster/partition"]
+        assert child.data.tags[TRIAL_TAG] == key and child.info.status == "FINISHED"
+        n_estimators, max_depth = int(key.split("n_estimators=")[1]), int(key.split("__")[0].split("=")[1])
+        assert child.data.params["n_estimators"] == str(n_estimators)
+        assert child.data.params["max_depth"] == str(max_depth)
+        assert child.data.tags["dagster_run_ids"] == dagster_run.run_id
+        by_step = _workers_by_step(scaleout, instance, dagster_run.run_id)
+        assert set(by_step) == {"trial_model", "trial_metrics"} and None not in by_step.values(), by_step
+        workers += by_step.values()
+        assert f"dagster/trial_model/{key}/{dagster_run.run_id}.pickle" in scaleout.store.keys("dagster/trial_model/")
+    assert len({child.data.tags["dagster_run_id"] for child in children}) == 8
+    assert parent.data.metrics["trials"] == 8
+    outcome.note(
+        f"parent FINISHED, 8 children each bound to its own trial run; trial steps per worker {_count(workers)}"
+    )
