@@ -16,11 +16,7 @@ from benchmarks.harness import BIN, REPO_ROOT, Row, Sample, Templates, interleav
 MULTIPROCESS_CONFIG = """\
 execution:
   config:
-    multiprocess:
-      start_method:
-        forkserver:
-          preload_modules: [iris_assets, mlflow, mlflow.sklearn, mlflow.onnx, sklearn.ensemble, sklearn.metrics,
-                            sklearn.model_selection, skl2onnx, onnxruntime, matplotlib.figure]
+    multiprocess: {}   # the project's default: forked from a preloaded forkserver (execution.executor)
 """
 
 

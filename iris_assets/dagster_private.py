@@ -27,10 +27,23 @@ from dagster._core.storage.tags import (
 if TYPE_CHECKING:
     import dagster as dg
 
+# The modules a step process imports to open the instance's sqlite storages, named for
+# the multiprocess forkserver to import once (execution.executor.STEP_PRELOAD); Dagster
+# names no public module for them. A renamed one is skipped by the forkserver (slower
+# steps, not failed ones), and test_dagster_private fails naming it.
+STEP_STORAGE_MODULES = [
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.storage.runs",
+    "dagster._core.storage.event_log",
+    "dagster._core.storage.schedules",
+    "dagster._core.storage.local_compute_log_manager",
+]
+
 __all__ = [
     "ASSET_RESUME_RETRY_TAG",
     "BACKFILL_ID_TAG",
     "PARTITION_NAME_TAG",
+    "STEP_STORAGE_MODULES",
     "RESUME_RETRY_TAG",
     "engine_event_data",
     "from_failure_step_keys",

@@ -89,7 +89,7 @@ class RunScopedPickleIOManager(dg.UPathIOManager):
         for run_id in _runs_to_read_from(context.instance, context.step_context.run_id, context.asset_key, partition):
             path = folder / f"{run_id}{self.extension}"
             if path.exists():
-                context.log.debug(self.get_loading_input_log_message(path))
+                # On the input's LOADED_INPUT event (no extra event-log write, as a log line would be).
                 if partition is None:
                     context.add_input_metadata({"stored_at": dg.MetadataValue.path(str(path)), "source_run_id": run_id})
                 return self.load_from_path(context, path)

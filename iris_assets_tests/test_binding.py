@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from iris_assets.tracking import MlflowBindingError
+from iris_assets.tracking.closing import SETTLED_METADATA_KEY, settle_after_steps
 from iris_assets.tracking.election import announced_mlflow_runs
 from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG
 from iris_assets_tests.binding_graph import (
@@ -89,6 +90,15 @@ def test_successful_multiprocess_run_finishes(instance, tracking_uri):
     run = only_run(tracking_uri)
     assert run.info.status == "FINISHED"
     assert set(run.data.metrics) == set(ROOTS)
+    # The last step process ended the run and said so once in the event log, so the run
+    # worker had nothing left to settle (and never opened the MLflow store for it).
+    settled = [
+        entry.dagster_event.event_specific_data.metadata[SETTLED_METADATA_KEY].value
+        for entry in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+        if SETTLED_METADATA_KEY in entry.dagster_event.event_specific_data.metadata
+    ]
+    assert settled == ["FINISHED"]
+    assert settle_after_steps(instance, instance.get_run_by_id(result.run_id)) is None
 
 
 def test_explicit_mlflow_run_id_is_used(instance, tracking_uri):

@@ -90,3 +90,17 @@ def test_backfill_and_partition_tags_keep_their_values():
         "Dagster renamed PARTITION_NAME_TAG: sweeps could no longer name their trials; "
         "update iris_assets/dagster_private.py"
     )
+
+
+def test_step_storage_modules_still_exist():
+    """The dagster._core.storage modules the multiprocess forkserver preloads."""
+    import importlib
+
+    for name in dagster_private.STEP_STORAGE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise AssertionError(
+                f"Dagster no longer has {name}: step processes would import their storage again; "
+                "update iris_assets/dagster_private.py"
+            ) from error

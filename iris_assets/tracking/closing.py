@@ -21,10 +21,15 @@ from typing import Optional
 
 import dagster as dg
 
+from iris_assets import dagster_private
 from iris_assets.tracking import tags
 from iris_assets.tracking.config import TrackingConfig
 from iris_assets.tracking.election import Binding, announcements, delete_losing_candidates
 from iris_assets.tracking.store import mlflow_client, sqlite_database
+
+# Metadata key of the engine event a step reports when it has ended the MLflow run: the
+# run worker then knows there is nothing left to settle without opening the MLflow store.
+SETTLED_METADATA_KEY = "mlflow_run_settled"
 
 
 def mlflow_status(dagster_status: dg.DagsterRunStatus) -> str:
@@ -60,7 +65,7 @@ def status_from_event_log(instance: dg.DagsterInstance, dagster_run: dg.DagsterR
     return mlflow_status(dg.DagsterRunStatus.SUCCESS) if set(plan.step_keys_to_execute) <= done else None
 
 
-def settle(binding: Binding, instance: dg.DagsterInstance, dagster_run: dg.DagsterRun, log=None) -> None:
+def settle(binding: Binding, instance: dg.DagsterInstance, dagster_run: dg.DagsterRun) -> None:
     """End the bound MLflow run if the Dagster event log says the Dagster run is over."""
     status = status_from_event_log(instance, dagster_run)
     if status is None:
@@ -68,8 +73,20 @@ def settle(binding: Binding, instance: dg.DagsterInstance, dagster_run: dg.Dagst
     binding.client.set_terminated(binding.run_id, status=status)
     if status == mlflow_status(dg.DagsterRunStatus.SUCCESS):
         delete_losing_candidates(binding.client, binding.experiment_id, binding.run_id, dagster_run.run_id)
-    if log is not None:
-        log.info(f"MLflow run {binding.run_id} ended {status}")
+    instance.report_engine_event(
+        f"MLflow run {binding.run_id} ended {status}",
+        dagster_run,
+        dagster_private.engine_event_data({SETTLED_METADATA_KEY: dg.MetadataValue.text(status)}),  # type: ignore[arg-type]
+    )
+
+
+def _settled_by_a_step(instance: dg.DagsterInstance, dagster_run_id: str) -> bool:
+    for entry in instance.all_logs(dagster_run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        event = entry.dagster_event
+        metadata = getattr(event.event_specific_data, "metadata", None) if event else None
+        if metadata and SETTLED_METADATA_KEY in metadata:
+            return True
+    return False
 
 
 def settle_after_steps(instance: dg.DagsterInstance, dagster_run: dg.DagsterRun, log=None) -> Optional[str]:
@@ -78,8 +95,11 @@ def settle_after_steps(instance: dg.DagsterInstance, dagster_run: dg.DagsterRun,
     Each step process ends the MLflow run when it tears the resource down, but a step
     process killed mid-step (SIGKILL, out of memory) tears nothing down; the executor
     calls this after its last step so the run still ends FAILED. Idempotent; returns
-    the status written, if any.
+    the status written, if any. When a step has already ended the run (the common
+    case) it returns at once, without importing MLflow in the run worker.
     """
+    if _settled_by_a_step(instance, dagster_run.run_id):
+        return None
     announced = announcements(instance, dagster_run.run_id)
     status = status_from_event_log(instance, dagster_run) if announced else None
     if status is None:

@@ -7,6 +7,8 @@
   ``closing.settle``); one killed mid-step cannot, but the run worker outlives
   every step process, so it settles the run from the event log
   (``closing.settle_after_steps``, idempotent: in one process it finds the run ended).
+* Around the steps, full garbage collections skip what outlives the run
+  (``execution.heap``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from iris_assets.execution.heap import frozen_survivors
 from iris_assets.runs.workers import record_worker
 from iris_assets.tracking.closing import settle_after_steps
 
@@ -39,7 +42,8 @@ class SettlingExecutor(dg.Executor):
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
         record_worker(plan_context.instance, plan_context.dagster_run.run_id)
         try:
-            yield from self._inner.execute(plan_context, execution_plan)
+            with frozen_survivors():
+                yield from self._inner.execute(plan_context, execution_plan)
         finally:
             try:
                 settle_after_steps(plan_context.instance, plan_context.dagster_run, plan_context.log)

@@ -134,7 +134,7 @@ class MlflowRun(dg.ConfigurableResource):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._binding is not None:
             assert context.instance is not None and context.run is not None
-            settle(self._binding, context.instance, context.run, context.log)
+            settle(self._binding, context.instance, context.run)
 
     def tracking_config(self) -> tracking_config.TrackingConfig:
         """Where and how to track: what ``use`` said, then this resource's config, then the environment."""
