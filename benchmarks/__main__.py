@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.harness import BENCH_ENV, REPO_ROOT, Row, Templates, machine
 
-SECTIONS = ["overhead", "load", "binding", "serving", "scaleout", "sweep"]
+SECTIONS = ["overhead", "load", "binding", "serving", "scaleout", "sweep", "data_size"]
 FULL = {
     "overhead": 4,
     "load": 6,
@@ -24,6 +24,7 @@ FULL = {
     "binding": 15,
     "single": 3000,
     "batch": 30,
+    "data_size": (3, 150_000),
     "scaleout": 3,
     "sweep": 2,
 }
@@ -34,6 +35,7 @@ QUICK = {
     "binding": 2,
     "single": 120,
     "batch": 3,
+    "data_size": (1, 15_000),
     "scaleout": 1,
     "sweep": 1,
 }
@@ -88,6 +90,11 @@ def run_section(section: str, templates: Templates, settings: dict, work: Path) 
 
         rows, requests = binding.run(templates, settings["sizes"], settings["binding"], work)
         return rows, requests_markdown(requests)
+    if section == "data_size":
+        from benchmarks import data_size
+
+        repetitions, rows = settings["data_size"]
+        return data_size.run(templates, repetitions, rows, work), ""
     if section == "scaleout":
         from benchmarks import scaleout
 

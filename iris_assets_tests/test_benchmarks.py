@@ -14,13 +14,14 @@ pytestmark = pytest.mark.benchmarks
 
 ROW = re.compile(r"^\| (\d\. [^|]+) \| (.+?) \| \*\*([^*]+)×\*\* \|", re.MULTILINE)
 EXPECTED_ROWS = {
-    "1. Orchestration overhead": 2,
+    "1. Orchestration overhead": 3,
     "2. Load time": 1,
     "3. Binding cost": 9,
     "4. Serving": 6,
     "5. Peak memory": 3,
     "6. Scale-out": 1,
     "7. Sweeps": 1,
+    "8. Data size": 3,
 }
 
 

@@ -138,6 +138,7 @@ def _assert_settled_sweep(stack: Stack, backfill_id: str, keys: list[str]):
     digest = parent.data.tags["evaluation_digest"]
     for key, child in by_key.items():
         assert child.info.status == "FINISHED", (key, child.info.status)
+        assert child.data.tags["mlflow.runName"] == key
         assert {name: child.data.params[name] for name in trial_params(key)} == {
             name: str(value) for name, value in trial_params(key).items()
         }
@@ -319,8 +320,7 @@ def test_the_sweep_in_the_mlflow_ui(stack, grid_sweep, tmp_path):
             for metric in ("trials", "best.accuracy"):
                 expect(page.get_by_role("link", name=metric, exact=True)).to_be_visible()
             page.screenshot(path=f"{folder}/sweep-parent-run.png")
-            page.goto(base)  # the experiment's runs: the parent, its six children under it
-            # The run page's header (hidden, still in the DOM) also names the parent: the runs table's.
+            page.goto(f"{base}/runs")  # the experiment's runs table: the parent, its six children under it
             expect(page.get_by_text(parent.data.tags["mlflow.runName"]).filter(visible=True).first).to_be_visible()
             page.screenshot(path=f"{folder}/sweep-runs.png")
             browser.close()

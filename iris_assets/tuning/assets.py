@@ -99,7 +99,12 @@ def sweep(
 
 
 def _as_child(mlflow: MlflowRun, sweep: SweepRun, key: str) -> None:
-    mlflow.use(experiment_name=sweep.experiment_name, parent_run_id=sweep.mlflow_run_id, tags={TRIAL_TAG: key})
+    # Named by its hyperparameters, so the parent's list of children reads as the grid.
+    mlflow.use(
+        experiment_name=sweep.experiment_name,
+        parent_run_id=sweep.mlflow_run_id,
+        tags={TRIAL_TAG: key, "mlflow.runName": key},
+    )
 
 
 @dg.asset(group_name=groups.TUNING, partitions_def=TRIALS, kinds={"scikitlearn", "onnx", "mlflow"})
