@@ -130,9 +130,13 @@ class Timed:
     stdout: str
 
 
-def run_timed(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> Timed:
-    """Wall time of one command in a fresh process, and the peak RSS of its process tree."""
-    with open(cwd / "stdout.log", "w") as out:
+def run_timed(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600, log: Optional[Path] = None
+) -> Timed:
+    """Wall time of one command in a fresh process, and the peak RSS of its process tree.
+    Its output goes to ``log`` (default: ``stdout.log`` in ``cwd``)."""
+    log = log or cwd / "stdout.log"
+    with open(log, "w") as out:
         start = time.perf_counter()
         process = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
         memory = PeakRss(process.pid)
@@ -141,7 +145,7 @@ def run_timed(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 
         finally:
             peak = memory.stop()
         seconds = time.perf_counter() - start
-    output = (cwd / "stdout.log").read_text(errors="replace")
+    output = log.read_text(errors="replace")
     if code != 0:
         raise RuntimeError(f"{args} exited {code}:\n{output[-4000:]}")
     return Timed(seconds, peak, output)

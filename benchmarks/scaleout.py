@@ -35,7 +35,9 @@ def run(repetitions: int, work_dir: Path) -> tuple[list[Row], str]:
         def measure(mode: str):
             def once() -> float:
                 command = [str(BIN / "dagster"), "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline"]
-                timed = run_timed([*command, "-c", str(configs[mode])], REPO_ROOT, {**base_env(), **env})
+                timed = run_timed(
+                    [*command, "-c", str(configs[mode])], REPO_ROOT, {**base_env(), **env}, log=folder / "stdout.log"
+                )
                 if "RUN_SUCCESS" not in timed.stdout:
                     raise RuntimeError(f"{mode}: no RUN_SUCCESS\n{timed.stdout[-4000:]}")
                 return timed.seconds

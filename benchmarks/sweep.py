@@ -65,7 +65,12 @@ def run(repetitions: int, work_dir: Path, quick: bool) -> tuple[list[Row], str]:
     ]
     try:
         wait_for_http(f"{url}/server_info", services[0], timeout=120)
-        run_timed([str(BIN / "dagster"), "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline"], REPO_ROOT, env)
+        run_timed(
+            [str(BIN / "dagster"), "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline"],
+            REPO_ROOT,
+            env,
+            log=folder / "stdout.log",
+        )
         client = MlflowClient(tracking_uri)
         backfills: list[str] = []
 
@@ -90,12 +95,15 @@ def run(repetitions: int, work_dir: Path, quick: bool) -> tuple[list[Row], str]:
 
         def one_after_another() -> float:
             materialize = [str(BIN / "dagster"), "asset", "materialize", "-m", "iris_assets", "--select"]
-            total = run_timed([*materialize, "sweep"], REPO_ROOT, env).seconds
+            total = run_timed([*materialize, "sweep"], REPO_ROOT, env, log=folder / "stdout.log").seconds
             for key in keys:
                 total += run_timed(
-                    [*materialize, "trial_model,trial_metrics", "--partition", key], REPO_ROOT, env
+                    [*materialize, "trial_model,trial_metrics", "--partition", key],
+                    REPO_ROOT,
+                    env,
+                    log=folder / "stdout.log",
                 ).seconds
-            return total + run_timed([*materialize, "best_trial"], REPO_ROOT, env).seconds
+            return total + run_timed([*materialize, "best_trial"], REPO_ROOT, env, log=folder / "stdout.log").seconds
 
         samples = interleave(repetitions, {"sweep": swept, "sequential": one_after_another})
         with dg.DagsterInstance.from_config(str(home)) as instance:
