@@ -26,21 +26,21 @@ QUICK_MODULES = {
 }
 
 
-# The longest modules (seconds, `--durations`, three workers on this 2-core machine),
+# The longest modules (seconds, `--durations`, two workers on this 2-core machine),
 # started first so one worker does not finish a long module alone at the end. Order
 # only: nothing is asserted about time.
 LONGEST_MODULES = {
-    "test_scaleout": 550,
-    "test_benchmarks": 460,
-    "test_deployed_faults": 450,
-    "test_sweeps": 445,
-    "test_hardening": 255,
-    "test_bad_input": 135,
-    "test_model_management": 130,
-    "test_pipeline": 125,
-    "test_binding": 115,
+    "test_benchmarks": 400,
+    "test_deployed_faults": 350,
+    "test_scaleout": 335,
+    "test_sweeps": 320,
+    "test_hardening": 185,
+    "test_model_management": 110,
+    "test_bad_input": 105,
+    "test_binding": 105,
     "test_servers": 100,
-    "test_browser": 80,
+    "test_pipeline": 75,
+    "test_browser": 70,
 }
 
 

@@ -23,6 +23,7 @@ from iris_assets.registry.promotion import (
 )
 from iris_assets.serving import IrisOnnxPredictor, PredictionError
 from iris_assets.serving.cli import parse_rows
+from iris_assets_tests.module_store import module_store
 from iris_harness.environment import BIN, QUIET_ENV
 from iris_harness.runs import iris_pipeline
 
@@ -32,27 +33,19 @@ MODEL = "iris-random-forest"
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """Two pipeline runs: the defaults, then a deliberately weak forest (gate lowered)."""
-    home = tmp_path_factory.mktemp("registry")
-    (home / "dagster_home").mkdir()
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in QUIET_ENV.items():
-            env.setenv(key, value)
-        uri = f"sqlite:///{home / 'mlflow.db'}"
-        env.setenv("MLFLOW_TRACKING_URI", uri)
-        env.setenv("IRIS_STATE_DIR", str(home / "state"))
-        with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
-            strong = dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance)
-            weak = dg.execute_job(
-                dg.reconstructable(iris_pipeline),
-                instance=instance,
-                run_config={
-                    "ops": {
-                        "model": {"config": {"n_estimators": 1, "max_depth": 1, "min_accuracy": 0.3}},
-                    }
-                },
-            )
-            assert strong.success and weak.success
-            yield {"uri": uri, "instance": instance, "strong": strong, "weak": weak, "home": home}
+    with module_store(tmp_path_factory, "registry") as (home, uri, instance):
+        strong = dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance)
+        weak = dg.execute_job(
+            dg.reconstructable(iris_pipeline),
+            instance=instance,
+            run_config={
+                "ops": {
+                    "model": {"config": {"n_estimators": 1, "max_depth": 1, "min_accuracy": 0.3}},
+                }
+            },
+        )
+        assert strong.success and weak.success
+        yield {"uri": uri, "instance": instance, "strong": strong, "weak": weak, "home": home}
 
 
 def _client(registry):

@@ -21,6 +21,7 @@ from iris_assets.registry.promotion import (
     PromotionRule,
     decide,
 )
+from iris_assets_tests.module_store import module_store
 from iris_harness.environment import BIN, QUIET_ENV
 from iris_harness.runs import iris_pipeline
 
@@ -65,42 +66,34 @@ def test_the_rule(rule, candidate, champion, promoted, said):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Run the pipeline as each test asks, on one store and instance; the version each run registered."""
-    home = tmp_path_factory.mktemp("promotion")
-    (home / "dagster_home").mkdir()
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in QUIET_ENV.items():
-            env.setenv(key, value)
-        uri = f"sqlite:///{home / 'mlflow.db'}"
-        env.setenv("MLFLOW_TRACKING_URI", uri)
-        env.setenv("IRIS_STATE_DIR", str(home / "state"))
-        with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
+    with module_store(tmp_path_factory, "promotion") as (home, uri, instance):
 
-            def run(ops: dict | None = None, rows=None, name: str = "landing.csv", registry: dict | None = None):
-                ops = dict(ops or {})
-                if rows is not None:
-                    path = home / name
-                    rows.to_csv(path, index=False)
-                    ops["raw_data"] = {"config": {"csv_path": str(path)}}
-                if registry:
-                    ops["registered_model"] = {"config": registry}
-                # The store through resource config: each test's own environment (conftest) points elsewhere.
-                resources = {"mlflow": {"config": {"mlflow_tracking_uri": uri}}}
-                result = dg.execute_job(
-                    dg.reconstructable(iris_pipeline),
-                    instance=instance,
-                    run_config={"ops": ops, "resources": resources},
-                )
-                assert result.success
-                client = MlflowClient(uri)
-                (version,) = [
-                    v
-                    for v in client.search_model_versions(f"name = '{MODEL}'")
-                    if v.tags.get("dagster_run_id") == result.run_id
-                ]
-                event = instance.get_latest_materialization_event(dg.AssetKey("registered_model"))
-                return client.get_model_version(MODEL, version.version), event.asset_materialization.metadata
+        def run(ops: dict | None = None, rows=None, name: str = "landing.csv", registry: dict | None = None):
+            ops = dict(ops or {})
+            if rows is not None:
+                path = home / name
+                rows.to_csv(path, index=False)
+                ops["raw_data"] = {"config": {"csv_path": str(path)}}
+            if registry:
+                ops["registered_model"] = {"config": registry}
+            # The store through resource config: each test's own environment (conftest) points elsewhere.
+            resources = {"mlflow": {"config": {"mlflow_tracking_uri": uri}}}
+            result = dg.execute_job(
+                dg.reconstructable(iris_pipeline),
+                instance=instance,
+                run_config={"ops": ops, "resources": resources},
+            )
+            assert result.success
+            client = MlflowClient(uri)
+            (version,) = [
+                v
+                for v in client.search_model_versions(f"name = '{MODEL}'")
+                if v.tags.get("dagster_run_id") == result.run_id
+            ]
+            event = instance.get_latest_materialization_event(dg.AssetKey("registered_model"))
+            return client.get_model_version(MODEL, version.version), event.asset_materialization.metadata
 
-            yield {"run": run, "uri": uri}
+        yield {"run": run, "uri": uri}
 
 
 def _champion(runs) -> str:

@@ -19,6 +19,7 @@ import pytest
 from mlflow import MlflowClient
 
 from iris_assets.data.schema import FEATURES, SPECIES, load_bundled_iris
+from iris_assets_tests.module_store import module_store
 from iris_harness.environment import BIN, QUIET_ENV, REPO_ROOT
 from iris_harness.processes import Service, free_port, wait_for_http
 from iris_harness.runs import iris_pipeline
@@ -32,16 +33,8 @@ CHAMPION_URI = f"models:/{MODEL}@champion"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A store whose champion is the default pipeline's model; (tracking URI, ONNX model URI, folder)."""
-    home = tmp_path_factory.mktemp("serving")
-    (home / "dagster_home").mkdir()
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in QUIET_ENV.items():
-            env.setenv(key, value)
-        uri = f"sqlite:///{home / 'mlflow.db'}"
-        env.setenv("MLFLOW_TRACKING_URI", uri)
-        env.setenv("IRIS_STATE_DIR", str(home / "state"))
-        with dg.instance_for_test(temp_dir=str(home / "dagster_home")) as instance:
-            assert dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance).success
+    with module_store(tmp_path_factory, "serving") as (home, uri, instance):
+        assert dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance).success
         onnx_uri = MlflowClient(uri).get_model_version_by_alias(MODEL, "champion").tags["onnx_model_uri"]
         yield uri, onnx_uri, home
 

@@ -315,6 +315,7 @@ def test_the_sweep_in_the_mlflow_ui(stack, grid_sweep, tmp_path):
             browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.set_default_timeout(60_000)
+            expect.set_options(timeout=60_000)  # a loaded machine renders MLflow's pages slowly
             page.goto(f"{base}/runs/{parent.info.run_id}")
             expect(page.get_by_text(parent.data.tags["mlflow.runName"]).first).to_be_visible()
             for metric in ("trials", "best.accuracy"):
