@@ -26,7 +26,7 @@ QUICK_MODULES = {
 }
 
 
-# The longest modules (seconds, `--durations`, two workers on this 2-core machine),
+# The longest modules (seconds, `--durations`, on this 2-core machine),
 # started first so one worker does not finish a long module alone at the end. Order
 # only: nothing is asserted about time.
 LONGEST_MODULES = {

@@ -22,10 +22,11 @@ apt_install_missing chromium chromium
 # The scale-out tests' Celery broker (started by the tests, on 127.0.0.1, never as a service).
 apt_install_missing rabbitmq-server rabbitmq-server
 source scripts/env.sh
-# Two workers (this machine has 2 cores, and the suite is bound by them: a third
-# worker measured no faster: 21.9 min of tests against 22.1), each test module on one worker
-# (module fixtures: a topology, a registry), the longest modules first (conftest's
-# LONGEST_MODULES; xdist's own reordering, by test count, started the one-test
-# 7-minute benchmark module last). --durations: where the time went, in every log.
-# The reliability report (IRIS_RELIABILITY_REPORT) needs one process: IRIS_TEST_WORKERS=0.
-exec .venv/bin/pytest -n "${IRIS_TEST_WORKERS:-2}" --dist loadscope --no-loadscope-reorder --durations=25 "$@"
+# Three workers on this 2-core machine (most tests wait on the processes they start:
+# from a clean clone, 21.9 min of tests against 24.9 with two), each test module on
+# one worker (module fixtures: a topology, a registry), the longest modules first
+# (conftest's LONGEST_MODULES; xdist's own reordering, by test count, started the
+# one-test 7-minute benchmark module last). --durations: where the time went, in
+# every log. The reliability report (IRIS_RELIABILITY_REPORT) needs one process:
+# IRIS_TEST_WORKERS=0.
+exec .venv/bin/pytest -n "${IRIS_TEST_WORKERS:-3}" --dist loadscope --no-loadscope-reorder --durations=25 "$@"

@@ -61,13 +61,14 @@ STEP_PRELOAD = [
 
 
 def _create(init_context: dg.InitExecutorContext) -> dg.Executor:
-    ((mode, mode_config),) = init_context.executor_config.items()
+    ((mode, chosen),) = init_context.executor_config.items()
+    mode_config: dict[str, Any] = dict(chosen or {})  # type: ignore[call-overload]
     config: dict[str, Any]
     if mode == "celery":
-        definition, config = celery_executor, celery.executor_config(dict(mode_config))  # type: ignore[call-overload]
-    elif mode == "multiprocess" and not dict(mode_config).get("start_method"):  # type: ignore[call-overload]
+        definition, config = celery_executor, celery.executor_config(mode_config)
+    elif mode == "multiprocess" and not mode_config.get("start_method"):
         forked = {"forkserver": {"preload_modules": STEP_PRELOAD}}
-        definition, config = _LOCAL, {mode: {**dict(mode_config), "start_method": forked}}  # type: ignore[call-overload]
+        definition, config = _LOCAL, {mode: {**mode_config, "start_method": forked}}
     else:
         definition, config = _LOCAL, {mode: mode_config}
     inner = definition.executor_creation_fn(  # type: ignore[misc]

@@ -24,7 +24,7 @@ import dagster as dg
 from iris_assets import dagster_private
 from iris_assets.tracking import tags
 from iris_assets.tracking.config import TrackingConfig
-from iris_assets.tracking.election import Binding, announcements, delete_losing_candidates
+from iris_assets.tracking.election import Binding, announcements, delete_losing_candidates, engine_event_metadata
 from iris_assets.tracking.store import mlflow_client, sqlite_database
 
 # Metadata key of the engine event a step reports when it has ended the MLflow run: the
@@ -81,12 +81,7 @@ def settle(binding: Binding, instance: dg.DagsterInstance, dagster_run: dg.Dagst
 
 
 def _settled_by_a_step(instance: dg.DagsterInstance, dagster_run_id: str) -> bool:
-    for entry in instance.all_logs(dagster_run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        event = entry.dagster_event
-        metadata = getattr(event.event_specific_data, "metadata", None) if event else None
-        if metadata and SETTLED_METADATA_KEY in metadata:
-            return True
-    return False
+    return any(SETTLED_METADATA_KEY in metadata for metadata in engine_event_metadata(instance, dagster_run_id))
 
 
 def settle_after_steps(instance: dg.DagsterInstance, dagster_run: dg.DagsterRun, log=None) -> Optional[str]:

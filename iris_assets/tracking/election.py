@@ -14,8 +14,9 @@ continues that run; any other new Dagster run gets a new MLflow run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import dagster as dg
 
@@ -42,13 +43,20 @@ class Announcement(NamedTuple):
     tracking_uri: Optional[str]
 
 
-def announcements(instance: dg.DagsterInstance, dagster_run_id: str) -> list[Announcement]:
-    """Every announcement in a Dagster run's event log, in event-log order."""
-    found = []
+def engine_event_metadata(instance: dg.DagsterInstance, dagster_run_id: str) -> Iterator[Mapping[str, Any]]:
+    """The metadata of each engine event in a Dagster run's event log, in event-log order."""
     for entry in instance.all_logs(dagster_run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         event = entry.dagster_event
         metadata = getattr(event.event_specific_data, "metadata", None) if event else None
-        if metadata and CANDIDATE_METADATA_KEY in metadata:
+        if metadata:
+            yield metadata
+
+
+def announcements(instance: dg.DagsterInstance, dagster_run_id: str) -> list[Announcement]:
+    """Every announcement in a Dagster run's event log, in event-log order."""
+    found = []
+    for metadata in engine_event_metadata(instance, dagster_run_id):
+        if CANDIDATE_METADATA_KEY in metadata:
             store = metadata.get(CANDIDATE_STORE_METADATA_KEY)
             found.append(
                 Announcement(str(metadata[CANDIDATE_METADATA_KEY].value), None if store is None else str(store.value))
