@@ -103,10 +103,26 @@ def launch_job(port: int, job: str = "iris_pipeline", run_config: dict | None = 
     return launched["run"]["id"]
 
 
+# What psycopg2 says when a pooled connection's PostgreSQL has restarted.
+STALE_CONNECTION = ("server closed the connection unexpectedly", "terminating connection")
+
+
 def reexecute_from_failure(port: int, run_id: str) -> str:
-    """The UI's "Re-execute from failure"; the new run's id."""
+    """The UI's "Re-execute from failure"; the new run's id.
+
+    Clicked again, as a person would, when the webserver answers 500 because PostgreSQL
+    restarted under one of its pooled connections: Dagster's webserver pools without a
+    pre-ping, so the first query on each stale connection fails and the pool replaces it.
+    Nothing was launched then: the failure is the launch's first read.
+    """
     params = {"parentRunId": run_id, "strategy": "FROM_FAILURE"}
-    launched = graphql(port, REEXECUTE, {"params": params})["launchPipelineReexecution"]
+    for attempt in range(3):
+        try:
+            launched = graphql(port, REEXECUTE, {"params": params})["launchPipelineReexecution"]
+            break
+        except GraphQLServerError as error:
+            if attempt == 2 or error.code < 500 or not any(marker in str(error) for marker in STALE_CONNECTION):
+                raise
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return launched["run"]["id"]
 

@@ -1,6 +1,9 @@
 """The MLflow binding on its own: races, failures and statuses, on real stores."""
 
 import os
+import sqlite3
+import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -17,6 +20,7 @@ from iris_assets_tests.binding_graph import (
     roots_config,
 )
 from iris_assets_tests.mlflow_checks import only_run, runs_of
+from iris_harness.processes import wait_until
 
 
 def _execute(instance, run_config: dict) -> "dg.JobExecutionResult":
@@ -153,3 +157,39 @@ def test_embedded_store_in_the_state_folder_by_default(instance, tmp_path, monke
     # Artifacts beside the database, not in whatever folder the process ran from.
     assert run.info.artifact_uri.startswith((state / "mlartifacts").as_uri())
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+# One process opening the store: imports first, then waits for the others, then its first call.
+FIRST_USE = """
+import sys, time
+from pathlib import Path
+from iris_assets.tracking.store import mlflow_client
+uri, gate = sys.argv[1], Path(sys.argv[2])
+(gate / sys.argv[3]).touch()
+while not (gate / "go").exists():
+    time.sleep(0.005)
+mlflow_client(uri).search_experiments()
+"""
+
+
+def test_a_new_embedded_store_opened_by_many_processes_at_once(tmp_path):
+    """Steps and a daemon's sensors opening a brand-new sqlite store at the same moment all succeed,
+    and the store has one schema version (MLflow's migrations raced before the first client was locked)"""
+    database = tmp_path / "new" / "mlflow.db"
+    database.parent.mkdir()
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_USE, f"sqlite:///{database}", str(gate), f"ready-{i}"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(6)
+    ]
+    wait_until(lambda: len(list(gate.glob("ready-*"))) == 6, timeout=120, what="six processes to import MLflow")
+    (gate / "go").touch()
+    errors = {i: process.communicate(timeout=120)[1][-1500:] for i, process in enumerate(processes)}
+    assert [process.returncode for process in processes] == [0] * 6, errors
+    with sqlite3.connect(database) as connection:
+        assert len(connection.execute("SELECT version_num FROM alembic_version").fetchall()) == 1

@@ -28,7 +28,12 @@ def mlflow_client(tracking_uri: str, source: str = "the run's announcement") -> 
     from mlflow import MlflowClient
 
     # The registry URI explicitly: left out, MlflowClient takes the process-global one.
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    # Constructing the client builds the tracking store (a new sqlite store's tables);
+    # the first call on the registry builds its store, hence the search, both locked.
+    with sqlite_setup_lock(tracking_uri) as first_use:
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        if first_use:
+            client.search_registered_models(max_results=1)
     return _RetryingClient(client, tracking_uri, source)  # type: ignore[return-value]
 
 
@@ -128,9 +133,8 @@ def open_experiment(config: TrackingConfig) -> tuple[MlflowClient, str]:
     """
     try:
         check_tracking_uri(config.tracking_uri)
-        with sqlite_setup_lock(config.tracking_uri):
-            client = mlflow_client(config.tracking_uri, config.tracking_uri_source)
-            return client, _experiment_id(client, config.experiment_name, config.tracking_uri)
+        client = mlflow_client(config.tracking_uri, config.tracking_uri_source)
+        return client, _experiment_id(client, config.experiment_name, config.tracking_uri)
     except MlflowBindingError:
         raise
     except Exception as error:
@@ -204,20 +208,21 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def sqlite_setup_lock(tracking_uri: str) -> Iterator[None]:
-    """Serialise a new sqlite store's first use across processes on this host.
+def sqlite_setup_lock(tracking_uri: str) -> Iterator[bool]:
+    """Serialise a new sqlite store's first use across processes on this host; yields
+    whether this may be the first use (the lock is then held).
 
     MLflow creates a sqlite store's tables (alembic migrations) on first use; two
-    step processes doing that at once fail ("Online migration expected to match one
-    row", "duplicate column name"). Once a process has set the store up, a marker
-    file lets later ones skip the lock.
+    processes doing that at once (two steps, or a step and a daemon's sensor) fail
+    ("Online migration expected to match one row", "duplicate column name"). Once a
+    process has set the store up, a marker file lets later ones skip the lock.
     """
     database = sqlite_database(tracking_uri)
     if database is None or (database.with_name(database.name + ".ready").exists() and database.exists()):
-        yield
+        yield False
         return
     with _file_lock(database.with_name(database.name + ".setup-lock")):
-        yield
+        yield True
         database.with_name(database.name + ".ready").touch()
 
 
