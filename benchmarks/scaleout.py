@@ -23,7 +23,7 @@ STEPS = ["raw_data", "splits", "model", "metrics", "onnx_model", "registered_mod
 def run(repetitions: int, work_dir: Path) -> tuple[list[Row], str]:
     folder = work_dir / "scaleout"
     folder.mkdir()
-    topology = ScaleOut(folder, workers=2).start()
+    topology = ScaleOut(folder, workers=2).start(orchestration=False)  # CLI runs: no daemon polling beside them
     try:
         env = {**topology.topology.env}
         configs = {}

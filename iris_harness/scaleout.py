@@ -193,8 +193,13 @@ class ScaleOut:
         self.workers: dict[int, Service] = {}
         self.worker_count = workers
 
-    def start(self) -> ScaleOut:
-        self.topology.start()
+    def start(self, orchestration: bool = True) -> ScaleOut:
+        """Every server and the workers; without ``orchestration``, no code server, webserver or
+        daemon (runs launched from the CLI, as the benchmark does, need none of them)."""
+        if orchestration:
+            self.topology.start()
+        else:
+            self.topology.start_mlflow()
         for index in range(self.worker_count):
             self.start_worker(index)
         for index in range(self.worker_count):

@@ -25,4 +25,4 @@ export UV_PYTHON_DOWNLOADS=never
 # many CI images and our Dockerfile) every process would compile every module it imports
 # again (~8 s of a pipeline run, and again in each step process). compileall skips files
 # whose bytecode is current, so this costs ~2 s once everything is compiled.
-.venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages iris_assets >/dev/null 2>&1 || true
+.venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages iris_assets iris_harness benchmarks >/dev/null 2>&1 || true

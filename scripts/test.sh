@@ -3,24 +3,26 @@
 # stores, real Dagster instances in temporary folders). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
-bash scripts/check.sh
 # Debian packages the tests drive, installed when missing (as root with apt-get);
 # otherwise the tests that need them fail and say so.
-apt_install_missing() {  # command package
-  command -v "$1" >/dev/null && return
+apt_install_missing() {  # command...: package...
+  local missing=() package
+  for package in "$@"; do command -v "$package" >/dev/null || missing+=("$package"); done
+  [ ${#missing[@]} = 0 ] && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null
+    apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "$1 is missing: install it (Debian: apt-get install $2)" >&2
+    echo "missing: ${missing[*]} (Debian: apt-get install ${missing[*]})" >&2
   fi
 }
-# The compose file is validated by Docker Compose itself (no engine needed).
-apt_install_missing docker-compose docker-compose
-# The browser test drives Debian's chromium: Playwright never downloads a browser.
-apt_install_missing chromium chromium
-# The scale-out tests' Celery broker (started by the tests, on 127.0.0.1, never as a service).
-apt_install_missing rabbitmq-server rabbitmq-server
+# Docker Compose validates the compose file (no engine needed); the browser test drives
+# Debian's chromium (Playwright never downloads a browser); the scale-out tests start a
+# RabbitMQ broker on 127.0.0.1 (never as a service). Fetched while the venv installs.
+apt_install_missing docker-compose chromium rabbitmq-server &
+APT=$!
+bash scripts/install.sh
+bash scripts/check.sh
+wait "$APT" || echo "installing Debian packages failed: the tests that need them will say so" >&2
 source scripts/env.sh
 # Three workers on this 2-core machine (most tests wait on the processes they start:
 # from a clean clone, 21.9 min of tests against 24.9 with two), each test module on
