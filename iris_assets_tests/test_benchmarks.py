@@ -28,9 +28,8 @@ EXPECTED_ROWS = {
 def test_quick_benchmarks_fill_the_table(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # `benchmarks` is not an installed package
     out = tmp_path / "BENCHMARKS.md"
-    run_cli(
-        "python", "-m", "benchmarks", "--quick", "--out", str(out), timeout=1500
-    )  # a hang guard: on a loaded 2-core machine the quick run takes 8-12 min
+    # The timeout is a hang guard: on this loaded 2-core machine the quick run takes 8-12 min.
+    run_cli("python", "-m", "benchmarks", "--quick", "--out", str(out), timeout=1500)
     table = out.read_text()
     rows = ROW.findall(table)
     per_section = {section: sum(1 for s, _, _ in rows if s == section) for section in EXPECTED_ROWS}
