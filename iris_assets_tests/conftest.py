@@ -1,6 +1,8 @@
 """Fixtures: a real sqlite MLflow store and a real Dagster instance per test, both temporary."""
 
 import os
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -55,13 +57,31 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -LONGEST_MODULES.get(_module(item), 0))  # stable: file order otherwise
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory) -> Path:
+    """An empty sqlite MLflow store, its schema migrated once per test process.
+
+    Creating a store runs MLflow's migrations (1.5-2 CPU-seconds, in every process
+    that first opens it): copied, each test's store is as new and costs nothing. The
+    tests about new stores (concurrent first use) make their own.
+    """
+    from iris_assets.tracking.store import mlflow_client
+
+    database = tmp_path_factory.mktemp("empty-mlflow-store") / "mlflow.db"
+    mlflow_client(f"sqlite:///{database}")
+    return database
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
+def isolated_env(tmp_path, monkeypatch, empty_mlflow_store):
     """Every test gets its own state folder and MLflow store, set the way a user sets them."""
     for key, value in QUIET_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("IRIS_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = tmp_path / "store" / "mlflow.db"
+    store.parent.mkdir()
+    shutil.copyfile(empty_mlflow_store, store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     monkeypatch.delenv("IRIS_MLFLOW_EXPERIMENT", raising=False)
     monkeypatch.chdir(tmp_path)  # anything written to the working folder stays in the test
 
