@@ -47,7 +47,9 @@ DB_PASSWORD = "sentinel-db-password-2e6f"
 URI_PASSWORD = "sentinel-uri-password-8b3d"
 
 # A forest big enough that the model step is still running when the fault lands.
-FAULT_CONFIG = {"ops": {"model": {"config": {"n_estimators": 300}}}}
+# A `model` step long enough (~5 s here) for a fault to land in it: with the forest on
+# every core, 300 trees took ~3 s and a cancel once arrived after the run had succeeded.
+FAULT_CONFIG = {"ops": {"model": {"config": {"n_estimators": 800, "n_jobs": 1}}}}
 NO_AUTOMATIC_RETRY = {"dagster/max_retries": "0"}
 
 # What each step leaves in the MLflow run (besides params, metrics and dataset inputs).
