@@ -49,7 +49,8 @@ URI_PASSWORD = "sentinel-uri-password-8b3d"
 # A forest big enough that the model step is still running when the fault lands.
 # A `model` step long enough (~5 s here) for a fault to land in it: with the forest on
 # every core, 300 trees took ~3 s and a cancel once arrived after the run had succeeded.
-FAULT_CONFIG = {"ops": {"model": {"config": {"n_estimators": 800, "n_jobs": 1}}}}
+FAULT_TREES = 800
+FAULT_CONFIG = {"ops": {"model": {"config": {"n_estimators": FAULT_TREES, "n_jobs": 1}}}}
 NO_AUTOMATIC_RETRY = {"dagster/max_retries": "0"}
 
 # What each step leaves in the MLflow run (besides params, metrics and dataset inputs).
@@ -141,7 +142,7 @@ def _assert_completed_steps_kept(topology, instance, dagster_run_id: str, mlflow
     return sorted(completed)
 
 
-def _assert_finished_once(topology, mlflow_run_id: str, dagster_run_ids: list[str], n_estimators: int = 300):
+def _assert_finished_once(topology, mlflow_run_id: str, dagster_run_ids: list[str], n_estimators: int = FAULT_TREES):
     run = topology.mlflow_client().get_run(mlflow_run_id)
     assert run.data.tags[DAGSTER_RUN_IDS_TAG].split() == dagster_run_ids
     assert_complete_iris_run(topology.mlflow_url, run, n_estimators=n_estimators)
