@@ -133,6 +133,29 @@ def terminate(port: int, run_id: str) -> None:
     assert answer["__typename"] == "TerminateRunSuccess", answer
 
 
+RUN_EVENTS = "query($id: ID!) { logsForRun(runId: $id) { __typename } }"
+
+
+def reload_until_answered(port: int, run_id: str, timeout: float = 60) -> None:
+    """Read a run's events until the webserver answers, as a person reloads the page.
+
+    After a PostgreSQL restart each of the webserver's storages fails its first query on
+    a stale pooled connection (the pool then replaces it); a run that survived the
+    restart by itself never made the event log's fail, and the next launch would.
+    """
+
+    def answered() -> bool:
+        try:
+            graphql(port, RUN_EVENTS, {"id": run_id})
+        except GraphQLServerError as error:
+            if error.code < 500:
+                raise
+            return False
+        return True
+
+    wait_until(answered, timeout=timeout, what="the webserver to answer again")
+
+
 def wait_for_run(port: int, run_id: str, timeout: float = 300) -> str:
     """Wait for a run to end; its final status.
 

@@ -25,6 +25,7 @@ from iris_assets_tests.graphql_client import (
     launch_job,
     materialize_all,
     reexecute_from_failure,
+    reload_until_answered,
     terminate,
     wait_for_run,
 )
@@ -321,6 +322,7 @@ def test_postgres_restarted_mid_run(topology, instance, outcome, repetition):
     wait_for_step_start(instance, "model", run_id)
     topology.postgres.restart()
     status = wait_for_run(topology.web_port, run_id)
+    reload_until_answered(topology.web_port, run_id)  # the webserver's event log reconnected before what follows
     chain = [run_id]
     if status != "SUCCESS":
         retries = [r for r in instance.get_runs() if r.parent_run_id == run_id]
