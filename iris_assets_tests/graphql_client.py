@@ -144,16 +144,11 @@ def reload_until_answered(port: int, run_id: str, timeout: float = 60) -> None:
     restart by itself never made the event log's fail, and the next launch would.
     """
 
-    def answered() -> bool:
-        try:
-            graphql(port, RUN_EVENTS, {"id": run_id})
-        except GraphQLServerError as error:
-            if error.code < 500:
-                raise
-            return False
-        return True
-
-    wait_until(answered, timeout=timeout, what="the webserver to answer again")
+    wait_until(
+        lambda: _unless_server_error(port, RUN_EVENTS, {"id": run_id}) is not None,
+        timeout=timeout,
+        what="the webserver to answer again",
+    )
 
 
 def wait_for_run(port: int, run_id: str, timeout: float = 300) -> str:
@@ -164,12 +159,18 @@ def wait_for_run(port: int, run_id: str, timeout: float = 300) -> str:
     """
 
     def ended():
-        try:
-            status = graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
-        except GraphQLServerError as error:
-            if error.code < 500:
-                raise
-            return None
+        answer = _unless_server_error(port, RUN_STATUS, {"id": run_id})
+        status = answer and answer["runOrError"]["status"]
         return status in ("SUCCESS", "FAILURE", "CANCELED") and status
 
     return wait_until(ended, timeout=timeout, what=f"run {run_id} to end")
+
+
+def _unless_server_error(port: int, query: str, variables: dict) -> dict | None:
+    """The answer, or None when the webserver answered 5xx (polled past, as a person reloads)."""
+    try:
+        return graphql(port, query, variables)
+    except GraphQLServerError as error:
+        if error.code < 500:
+            raise
+        return None

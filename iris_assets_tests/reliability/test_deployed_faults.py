@@ -47,7 +47,6 @@ DB_PASSWORD = "sentinel-db-password-2e6f"
 # A password in the tracking URI's user-info, as a user may write it.
 URI_PASSWORD = "sentinel-uri-password-8b3d"
 
-# A forest big enough that the model step is still running when the fault lands.
 # A `model` step long enough (~5 s here) for a fault to land in it: with the forest on
 # every core, 300 trees took ~3 s and a cancel once arrived after the run had succeeded.
 FAULT_TREES = 800
