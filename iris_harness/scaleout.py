@@ -23,7 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from iris_harness.processes import Service, free_port, wait_until
+from iris_harness.processes import Service, free_port, stop_all, wait_until
 from iris_harness.topology import Postgres, Topology
 
 BUCKET = "iris"
@@ -64,7 +64,7 @@ class RabbitMQ:
         }
         # Its own epmd in the foreground: otherwise Erlang starts a daemon on 0.0.0.0:4369.
         self.epmd = Service("epmd", ["/usr/bin/epmd", "-port", str(epmd_port), "-address", "127.0.0.1"], folder, env)
-        self.server = Service("rabbitmq", [str(RABBITMQ)], folder, env, cwd=self.folder)
+        self.server = Service("rabbitmq", [str(RABBITMQ)], folder, env, cwd=self.folder, grace=20)
         self.url = f"pyamqp://guest:guest@127.0.0.1:{self.port}//"
         wait_until(self._accepts, timeout=120, what="RabbitMQ", interval=0.3)
 
@@ -80,9 +80,9 @@ class RabbitMQ:
         except Exception:
             return False
 
-    def stop(self) -> None:
-        self.server.stop(timeout=20)
-        self.epmd.stop()
+    @property
+    def services(self) -> list[Service]:
+        return [self.server, self.epmd]
 
 
 class SeaweedFS:
@@ -127,6 +127,7 @@ class SeaweedFS:
             ],
             folder,
             cwd=d,
+            grace=5,  # weed ignores SIGINT/SIGTERM for long; the group is then killed
         )
         self.endpoint = f"http://127.0.0.1:{ports['s3']}"
         wait_until(self._bucket_ready, timeout=120, what="SeaweedFS S3 and its bucket", interval=0.3)
@@ -158,9 +159,6 @@ class SeaweedFS:
     def keys(self, prefix: str) -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
-
-    def stop(self) -> None:
-        self.server.stop(timeout=5)  # weed ignores SIGINT/SIGTERM for long; the group is then killed
 
 
 class ScaleOut:
@@ -253,12 +251,8 @@ class ScaleOut:
         return None
 
     def stop(self) -> None:
-        for service in self.workers.values():
-            service.stop()
-        self.workers.clear()
-        for part in (self.topology, self.store, self.broker):
-            try:
-                part.stop()
-            except Exception:
-                pass
-        self.postgres.close()
+        try:
+            stop_all([*self.workers.values(), *self.topology.take_services(), self.store.server, *self.broker.services])
+        finally:
+            self.workers.clear()
+            self.postgres.close()

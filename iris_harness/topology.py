@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import yaml
 
 from iris_harness.environment import REPO_ROOT
-from iris_harness.processes import Service, free_port, wait_for_http, wait_until
+from iris_harness.processes import Service, free_port, stop_all, wait_for_http, wait_until
 
 
 class Postgres:
@@ -276,10 +276,14 @@ class Topology:
         wait_for_http(f"http://127.0.0.1:{self.web_port}/server_info", webserver)
         return self
 
+    def take_services(self) -> list[Service]:
+        """The running services, handed over to be stopped (with others, in one go)."""
+        taken = list(self.services.values())
+        self.services.clear()
+        return taken
+
     def stop(self) -> None:
-        for name in ("daemon", "webserver", "code", "mlflow"):
-            if name in self.services:
-                self.services.pop(name).stop()
+        stop_all(self.take_services())
 
     def logs(self, limit: int = 3000) -> str:
         return "\n".join(f"--- {name}\n{s.log()[-limit:]}" for name, s in self.services.items())
