@@ -6,5 +6,9 @@ from iris_assets import settings
 settings.apply_process_defaults()
 
 from iris_assets.definitions import defs  # noqa: E402
+from iris_assets.execution.run_workers import fork_run_workers  # noqa: E402
+
+# In a code server, run workers are forked from a preloaded forkserver (execution/run_workers.py).
+fork_run_workers()
 
 __all__ = ["defs"]

@@ -8,7 +8,8 @@ fails that test, naming it, instead of failing runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 # Tags Dagster puts on runs, matched on runs Dagster itself wrote (so a renamed tag
@@ -25,6 +26,8 @@ from dagster._core.storage.tags import (
 )
 
 if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+
     import dagster as dg
 
 # The modules a step process imports to open the instance's sqlite storages, named for
@@ -47,6 +50,7 @@ __all__ = [
     "RESUME_RETRY_TAG",
     "engine_event_data",
     "from_failure_step_keys",
+    "start_run_workers_with",
 ]
 
 
@@ -76,3 +80,28 @@ def from_failure_step_keys(instance: dg.DagsterInstance, parent: dg.DagsterRun) 
 
     steps, _ = KnownExecutionState.build_resume_retry_reexecution(instance, parent)
     return set(steps)
+
+
+def start_run_workers_with(context: Callable[[], BaseContext]) -> bool:
+    """Make the code server running in this process start run workers from ``context()``.
+
+    The gRPC code server (``DagsterApiServer``, which DefaultRunLauncher asks to start
+    every run of a deployment) starts each run worker from the multiprocessing context
+    its constructor stores as ``self._mp_ctx``, always ``get_context("spawn")``; no
+    option, setting or public API chooses another. A property on the class answers for
+    that attribute whatever the constructor stored. Only in a process that is a code
+    server (its module is then imported already; nothing is imported here): returns
+    whether it was one.
+    """
+    server = sys.modules.get("dagster._grpc.server")
+    if server is None:
+        return False
+    chosen: list[BaseContext] = []
+
+    def get(_server: object) -> BaseContext:
+        if not chosen:
+            chosen.append(context())
+        return chosen[0]
+
+    server.DagsterApiServer._mp_ctx = property(get, lambda _server, _spawn: None)
+    return True

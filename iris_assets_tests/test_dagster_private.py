@@ -104,3 +104,20 @@ def test_step_storage_modules_still_exist():
                 f"Dagster no longer has {name}: step processes would import their storage again; "
                 "update iris_assets/dagster_private.py"
             ) from error
+
+
+def test_code_server_starts_run_workers_from_the_context_it_stores():
+    """dagster._grpc.server.DagsterApiServer._mp_ctx: the code server's constructor stores the
+    multiprocessing context (spawn) and StartRun starts each run worker from it, the attribute
+    execution/run_workers.py answers for with a preloaded forkserver."""
+    import inspect
+
+    from dagster._grpc import server
+
+    assert "self._mp_ctx = multiprocessing.get_context(" in inspect.getsource(server.DagsterApiServer.__init__), (
+        "DagsterApiServer no longer stores its multiprocessing context as _mp_ctx: run workers would be "
+        "spawned again; update iris_assets/dagster_private.py"
+    )
+    assert "self._mp_ctx.Process(" in inspect.getsource(server.DagsterApiServer.StartRun), (
+        "DagsterApiServer.StartRun no longer starts run workers from _mp_ctx; update iris_assets/dagster_private.py"
+    )

@@ -1,6 +1,7 @@
 """The UI path and the daemon path, with real dagster-webserver and dagster-daemon processes."""
 
 import json
+import os
 
 import dagster as dg
 import pytest
@@ -24,11 +25,33 @@ def test_materialize_all_through_the_webserver_graphql_api(tmp_path, dagster_hom
     try:
         run_id, status = materialize_all(port)
         assert status == "SUCCESS", webserver.log()[-3000:]
+        # The webserver's code server forked the run worker from its preloaded forkserver
+        # (execution/run_workers.py), which stays up for the next run.
+        group = [pid for pid in _pids() if _pgid(pid) == webserver.process.pid]
+        assert any("multiprocessing.forkserver" in _cmdline(pid) for pid in group), [_cmdline(p) for p in group]
     finally:
         webserver.stop()
     run = assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
     assert run.data.tags["dagster_job_name"] == "__ASSET_JOB"
     assert run.data.tags["dagster_run_id"] == run_id
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _landing_file(folder, name, rows):
