@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.harness import BENCH_ENV, REPO_ROOT, Row, Templates, machine
 
-SECTIONS = ["overhead", "load", "binding", "serving", "scaleout", "sweep", "data_size"]
+SECTIONS = ["overhead", "load", "binding", "serving", "scaleout", "sweep", "data_size", "run_workers"]
 FULL = {
     "overhead": 4,
     "load": 6,
@@ -27,6 +27,7 @@ FULL = {
     "data_size": (3, 150_000),
     "scaleout": 3,
     "sweep": 2,
+    "run_workers": 4,
 }
 QUICK = {
     "overhead": 1,
@@ -38,6 +39,7 @@ QUICK = {
     "data_size": (1, 15_000),
     "scaleout": 1,
     "sweep": 1,
+    "run_workers": 1,
 }
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
@@ -99,6 +101,10 @@ def run_section(section: str, templates: Templates, settings: dict, work: Path) 
         from benchmarks import scaleout
 
         return scaleout.run(settings["scaleout"], work)
+    if section == "run_workers":
+        from benchmarks import run_workers
+
+        return run_workers.run(templates, settings["run_workers"]), ""
     if section == "sweep":
         from benchmarks import sweep
 

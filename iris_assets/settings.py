@@ -130,6 +130,13 @@ class Settings:
         "the executor of runs whose config names none (`in_process`, `multiprocess` or `celery`)",
         _one_of("in_process", "multiprocess", "celery"),
     )
+    run_worker_start: str = _setting(
+        "IRIS_RUN_WORKER_START",
+        "`forkserver`",
+        "how a code server starts a run's process: `forkserver` (forked from one that imported the libraries "
+        "once) or `spawn` (Dagster's own: a new interpreter per run)",
+        _one_of("forkserver", "spawn"),
+    )
     mlflow_ui_url: Optional[str] = _setting(
         "MLFLOW_UI_URL",
         f"the tracking URI if http(s), else `{DEFAULT_MLFLOW_UI_URL}`",
@@ -200,6 +207,7 @@ class Settings:
             "experiment": DEFAULT_EXPERIMENT,
             "tuning_experiment": DEFAULT_TUNING_EXPERIMENT,
             "default_executor": "in_process",
+            "run_worker_start": "forkserver",
             "dagster_ui_url": DEFAULT_DAGSTER_UI_URL,
             "min_accuracy": DEFAULT_MIN_ACCURACY,
             "registered_model": DEFAULT_REGISTERED_MODEL,

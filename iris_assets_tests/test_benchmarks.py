@@ -22,6 +22,7 @@ EXPECTED_ROWS = {
     "6. Scale-out": 1,
     "7. Sweeps": 1,
     "8. Data size": 3,
+    "9. Run start": 1,
 }
 
 

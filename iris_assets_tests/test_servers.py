@@ -8,8 +8,8 @@ import pytest
 
 from iris_assets.automation.sensors import LANDING_FILE_TAG
 from iris_assets.data.schema import CSV_COLUMNS, load_bundled_iris
-from iris_assets_tests.graphql_client import materialize_all
 from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run, runs_of
+from iris_harness.graphql_client import materialize_all
 from iris_harness.processes import Service, dagster_webserver, free_port, wait_until
 
 pytestmark = pytest.mark.servers

@@ -27,9 +27,9 @@ from iris_assets.settings import DEFAULT_REGISTERED_MODEL, DEFAULT_TUNING_EXPERI
 from iris_assets.tuning.assets import BACKFILL_TAG, FAILED_TRIALS_TAG, SWEEP_PARENT_TAG, TRIAL_TAG
 from iris_assets.tuning.launch import REPOSITORY_SELECTOR, TUNING_ASSETS
 from iris_assets.tuning.space import load, trial_params
-from iris_assets_tests.graphql_client import graphql, launch_job, reexecute_from_failure, wait_for_run
 from iris_assets_tests.mlflow_checks import artifact_paths
 from iris_harness.environment import QUIET_ENV, REPO_ROOT
+from iris_harness.graphql_client import graphql, launch_job, reexecute_from_failure, wait_for_run
 from iris_harness.processes import Service, free_port, mlflow_server, wait_for_http, wait_until
 
 pytestmark = pytest.mark.servers

@@ -9,6 +9,7 @@ Here the code server forks its run workers instead from a forkserver that import
 all that once (``STEP_PRELOAD``, as the multiprocess executor's step processes are
 forked), so a run worker pays only for its run. The run worker is otherwise the
 same: Dagster's own function, arguments, queue and termination event.
+``IRIS_RUN_WORKER_START=spawn`` keeps Dagster's way (the benchmark compares both).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.context import BaseContext
 
-from iris_assets import dagster_private
+from iris_assets import dagster_private, settings
 from iris_assets.execution.executor import STEP_PRELOAD
 
 
@@ -28,5 +29,8 @@ def _preloaded_forkserver() -> BaseContext:
 
 def fork_run_workers() -> bool:
     """In a code server process, start run workers from the preloaded forkserver (its first
-    run starts the forkserver); elsewhere, nothing. Returns whether this is a code server."""
+    run starts the forkserver); elsewhere, or with ``IRIS_RUN_WORKER_START=spawn``, nothing.
+    Returns whether run workers will be forked."""
+    if settings.current().run_worker_start == "spawn":
+        return False
     return dagster_private.start_run_workers_with(_preloaded_forkserver)

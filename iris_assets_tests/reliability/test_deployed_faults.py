@@ -20,7 +20,9 @@ import pytest
 from iris_assets.settings import DEFAULT_EXPERIMENT
 from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG
 from iris_assets.tuning.launch import REPOSITORY_SELECTOR
-from iris_assets_tests.graphql_client import (
+from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, assert_complete_iris_run
+from iris_assets_tests.reliability.conftest import repeat
+from iris_harness.graphql_client import (
     graphql,
     launch_job,
     materialize_all,
@@ -29,8 +31,6 @@ from iris_assets_tests.graphql_client import (
     terminate,
     wait_for_run,
 )
-from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, assert_complete_iris_run
-from iris_assets_tests.reliability.conftest import repeat
 from iris_harness.processes import wait_until
 from iris_harness.runs import wait_for_step_start
 from iris_harness.topology import Postgres, Topology

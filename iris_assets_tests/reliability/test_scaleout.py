@@ -15,10 +15,10 @@ import pytest
 
 from iris_assets.settings import DEFAULT_EXPERIMENT
 from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG
-from iris_assets_tests.graphql_client import launch_job, reexecute_from_failure, terminate, wait_for_run
 from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, assert_complete_iris_run
 from iris_assets_tests.reliability.conftest import repeat
 from iris_harness.environment import QUIET_ENV
+from iris_harness.graphql_client import launch_job, reexecute_from_failure, terminate, wait_for_run
 from iris_harness.processes import wait_until
 from iris_harness.runs import wait_for_step_start
 from iris_harness.scaleout import ScaleOut
