@@ -25,7 +25,7 @@ bash scripts/check.sh
 wait "$APT" || echo "installing Debian packages failed: the tests that need them will say so" >&2
 source scripts/env.sh
 # Three workers on this 2-core machine (most tests wait on the processes they start:
-# from a clean clone, 21.9 min of tests against 24.9 with two), each test module on
+# from a clean clone, 15.7 min of tests; 18.5 with four, 24.9 with two), each test module on
 # one worker (module fixtures: a topology, a registry), the longest modules first
 # (conftest's LONGEST_MODULES; xdist's own reordering, by test count, started the
 # one-test 7-minute benchmark module last). --durations: where the time went, in
