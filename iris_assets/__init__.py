@@ -1,11 +1,23 @@
 """The Iris ML pipeline as Dagster assets, each materialisation one MLflow run."""
 
+import sys
+
 from iris_assets import settings
 
 # Set here, in the code location, so every run worker and step process inherits them.
 settings.apply_process_defaults()
 
-from iris_assets.definitions import defs  # noqa: E402
+# A CLI run on a temporary instance would vanish with it: refuse in one line, before any work.
+# A bad setting, in such a command, is one line too (a code server raises it: the UI shows it).
+_refusal = settings.refuse_temporary_instance()
+if _refusal:
+    sys.exit(_refusal)
+try:
+    from iris_assets.definitions import defs
+except settings.SettingError as error:
+    if settings.dagster_cli_run_command() is None:
+        raise
+    sys.exit(f"{settings.dagster_cli_run_command()}: {error}")
 from iris_assets.execution.run_workers import fork_run_workers  # noqa: E402
 
 # In a code server, run workers are forked from a preloaded forkserver (execution/run_workers.py).

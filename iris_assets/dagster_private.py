@@ -12,6 +12,10 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+# The implicit job of every asset: what "Materialize all" in the UI and `dg launch --assets`
+# run. Its name means nothing to a user, so MLflow runs of it are named otherwise (election).
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
+
 # Tags Dagster puts on runs, matched on runs Dagster itself wrote (so a renamed tag
 # must fail a test, not go unnoticed); Dagster exports no constant for them:
 # - RESUME_RETRY_TAG, ASSET_RESUME_RETRY_TAG: a run that re-executes its parent from
@@ -44,6 +48,7 @@ STEP_STORAGE_MODULES = [
 
 __all__ = [
     "ASSET_RESUME_RETRY_TAG",
+    "IMPLICIT_ASSET_JOB_NAME",
     "BACKFILL_ID_TAG",
     "PARTITION_NAME_TAG",
     "STEP_STORAGE_MODULES",

@@ -5,6 +5,7 @@ import dagster as dg
 from iris_assets.automation.jobs import iris_pipeline
 from iris_assets.automation.schedules import iris_retraining
 from iris_assets.automation.sensors import new_iris_data
+from iris_assets.console import compact_console
 from iris_assets.data import assets as data_assets
 from iris_assets.evaluation import assets as evaluation_assets
 from iris_assets.execution.executor import iris_executor
@@ -38,4 +39,5 @@ defs = dg.Definitions(
     ],
     resources={"mlflow": MlflowRun(**credentials_from_environment()), "io_manager": RunScopedStorage()},
     executor=iris_executor,
+    loggers={"console": compact_console},
 )

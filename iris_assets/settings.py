@@ -196,7 +196,7 @@ class Settings:
     )
     dagster_home: Optional[Path] = _setting(
         "DAGSTER_HOME",
-        "`.iris_state/dagster_home/` (set by `scripts/env.sh`)",
+        "`.iris_state/dagster_home/` (the `.env` that `scripts/install.sh` writes; `scripts/env.sh`)",
         "the Dagster instance the CLI, UI and daemon share",
         _path,
     )
@@ -307,6 +307,60 @@ PROCESS_DEFAULTS: tuple[Setting, ...] = (
 ALL_SETTINGS: tuple[Setting, ...] = (*PROJECT_SETTINGS, *CREDENTIALS.values(), *STORAGE_CREDENTIALS, *PROCESS_DEFAULTS)
 
 
+# The one `dagster.yaml` of a local instance: no telemetry; pools of one step (one registry
+# promotion at a time, registry/promotion.py); runs print INFO and above on the terminal (the
+# event log keeps every event). deploy/dagster.yaml is the compose stack's.
+LOCAL_DAGSTER_YAML = (
+    "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+    "python_logs:\n  python_log_level: INFO\n"
+)
+
+# Dagster CLI commands that execute runs in their own process on the instance of $DAGSTER_HOME,
+# or, with it unset, on a temporary one they delete when they exit (runs no UI ever shows).
+_RUNNING_CLI_COMMANDS = {
+    "dagster": (("job", "execute"), ("asset", "materialize")),
+    "dg": (("launch",),),
+    "iris-runs": (("reexecute",),),
+}
+
+
+def dagster_cli_run_command(argv: Optional[list[str]] = None) -> Optional[str]:
+    """`dagster job execute` / `dagster asset materialize` / `dg launch` / `iris-runs reexecute` when this
+    process is one (a terminal command that runs a run itself), else None."""
+    import sys
+
+    argv = sys.argv if argv is None else argv
+    if not argv:
+        return None
+    program = Path(argv[0]).name
+    words = [arg for arg in argv[1:] if not arg.startswith("-")]
+    for command in _RUNNING_CLI_COMMANDS.get(program, ()):
+        if tuple(words[: len(command)]) == command:
+            return " ".join((program, *command))
+    return None
+
+
+def refuse_temporary_instance(argv: Optional[list[str]] = None) -> Optional[str]:
+    """Why a Dagster CLI run must not start here (it would vanish with a temporary instance), else None."""
+    command = dagster_cli_run_command(argv)
+    if command is None or os.environ.get("DAGSTER_HOME"):
+        return None
+    return (
+        f"{command}: $DAGSTER_HOME is not set, so this run would go to a temporary Dagster instance that is "
+        f"deleted when the command exits and never shows in the UI. Run it from the repository root "
+        f"({PROJECT_ROOT}), whose .env sets it (bash scripts/install.sh writes that file), or set it: "
+        f"export DAGSTER_HOME={current().resolved_dagster_home}"
+    )
+
+
+def use_project_instance() -> Path:
+    """$DAGSTER_HOME, set to the project's instance (``.iris_state/dagster_home``) when unset, for the
+    project's own commands; returns it."""
+    home = current().resolved_dagster_home
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
 def current() -> Settings:
     """The settings of this process's environment now, parsed and validated."""
     return _parsed(tuple(os.environ.get(setting.name) for setting in PROJECT_SETTINGS))
@@ -359,6 +413,12 @@ def credential_env_vars() -> dict[str, str]:
 def environment_values(names: list[str]) -> dict[str, str]:
     """The values of the named variables that are set (the resource's ``env_to_tag``)."""
     return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def child_environment(bin_dir: Path, defaults: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment for a child command: ``bin_dir`` first on PATH (as in an
+    activated venv: tools start `uvicorn`, `dagster` from PATH) and ``defaults`` where unset."""
+    return {**defaults, **os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def export(variables: Mapping[str, str]) -> None:

@@ -134,7 +134,7 @@ def test_checks_and_ui_metadata(instance, tracking_uri, monkeypatch):
     def metadata(asset):
         return instance.get_latest_materialization_event(dg.AssetKey(asset)).asset_materialization.metadata
 
-    url = f"http://127.0.0.1:5555/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    url = f"http://127.0.0.1:5555/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
     for asset in ("raw_data", "splits", "model", "metrics", "onnx_model"):
         assert metadata(asset)["mlflow_run_url"] == dg.MetadataValue.url(url)
     scores = metadata("metrics")

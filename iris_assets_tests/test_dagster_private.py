@@ -121,3 +121,11 @@ def test_code_server_starts_run_workers_from_the_context_it_stores():
     assert "self._mp_ctx.Process(" in inspect.getsource(server.DagsterApiServer.StartRun), (
         "DagsterApiServer.StartRun no longer starts run workers from _mp_ctx; update iris_assets/dagster_private.py"
     )
+
+
+def test_the_implicit_asset_job_has_the_name_the_binding_renames():
+    """MLflow runs of "Materialize all" are named after the pipeline, recognised by this job name."""
+    from iris_assets import dagster_private
+    from iris_assets.definitions import defs
+
+    assert defs.resolve_implicit_global_asset_job_def().name == dagster_private.IMPLICIT_ASSET_JOB_NAME

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install the project's pinned environment into .venv (needs only python3 >= 3.11).
+# Install the project's pinned environment into .venv (needs only python3 >= 3.11), and
+# create the project's Dagster instance (.iris_state/dagster_home) with the .env that
+# points Dagster's CLI at it.
 #
 # uv (pinned, bootstrapped with pip into .iris_state/tools) installs exactly what
 # uv.lock says, in seconds; it never downloads a Python of its own.
@@ -26,3 +28,13 @@ export UV_PYTHON_DOWNLOADS=never
 # again (~8 s of a pipeline run, and again in each step process). compileall skips files
 # whose bytecode is current, so this costs ~2 s once everything is compiled.
 .venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages iris_assets iris_harness benchmarks >/dev/null 2>&1 || true
+# Dagster's CLI (dg, dagster, dagster-webserver, dagster-daemon) loads .env from its working
+# directory: with this line, runs started from the repository root land in the project's
+# instance, never in a temporary one that vanishes. An exported DAGSTER_HOME still wins;
+# the rest of the file (docker compose's settings, see .env.example) is kept.
+touch .env
+{ grep -v -e '^DAGSTER_HOME=' -e '^# scripts/install.sh:' .env || true; } > .env.install
+printf '%s\n' "# scripts/install.sh: the project's Dagster instance, for Dagster's CLI" \
+  "DAGSTER_HOME=\${DAGSTER_HOME:-$PWD/.iris_state/dagster_home}" >> .env.install
+cat .env.install > .env && rm .env.install
+.venv/bin/iris-runs init

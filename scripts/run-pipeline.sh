@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install, then materialise the whole graph once on the embedded defaults and say
-# where to look: one MLflow run in .iris_state/mlflow.db, one Dagster run in
-# .iris_state/dagster_home. Extra arguments go to `dagster job execute` (e.g. -c FILE).
+# The quick start: install, materialise the whole graph once on the embedded defaults (one
+# Dagster run in .iris_state/dagster_home, one MLflow run in .iris_state/mlflow.db), then say
+# where to look. Extra arguments go to `dg launch` (e.g. -c examples/small_forest.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "==> Installing the locked environment into .venv (about 30 s the first time)"
 bash scripts/install.sh
-source scripts/env.sh
-.venv/bin/dagster job execute -m iris_assets -j iris_pipeline "$@" 2>&1 \
-  | grep -E "RUN_SUCCESS|RUN_FAILURE|STEP_FAILURE|MLflow run" || true
+echo "==> Running the pipeline once: .venv/bin/dg launch --job iris_pipeline $*"
+.venv/bin/dg launch --job iris_pipeline "$@"
+echo "==> Done"
 .venv/bin/python -m iris_assets.tracking.last_run

@@ -2,12 +2,15 @@
 
 import dagster as dg
 
-from iris_assets import groups
+from iris_assets import dagster_private, groups
 
 iris_pipeline = dg.define_asset_job(
-    "iris_pipeline",
+    groups.PIPELINE_JOB,
     selection=dg.AssetSelection.groups(groups.PIPELINE),
     description="The whole Iris pipeline: raw data, splits, model, metrics and the ONNX model.",
+    # Dagster starts a job's own loggers only when run config names them: named here, so a
+    # terminal run prints what console.py says (run config can still choose DEBUG).
+    config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
 )
 
 
@@ -17,7 +20,7 @@ iris_pipeline = dg.define_asset_job(
 def iris_pipeline_job() -> dg.JobDefinition:
     from iris_assets.definitions import defs
 
-    return defs.resolve_job_def("iris_pipeline")
+    return defs.resolve_job_def(groups.PIPELINE_JOB)
 
 
 def asset_job() -> dg.JobDefinition:
@@ -27,4 +30,4 @@ def asset_job() -> dg.JobDefinition:
     return defs.resolve_implicit_global_asset_job_def()
 
 
-RECONSTRUCTABLE_JOBS = {"iris_pipeline": iris_pipeline_job, "__ASSET_JOB": asset_job}
+RECONSTRUCTABLE_JOBS = {groups.PIPELINE_JOB: iris_pipeline_job, dagster_private.IMPLICIT_ASSET_JOB_NAME: asset_job}

@@ -2,10 +2,11 @@
 
     iris-runs close              # runs whose worker died: FAILED (or CANCELED); MLflow runs left RUNNING: ended
     iris-runs reexecute RUN_ID   # re-execute a failed run from failure: the same MLflow run continues
-    iris-runs init               # create a new Dagster instance's storage once (scripts/env.sh runs it)
+    iris-runs init               # create the instance (folder, dagster.yaml, storage) once; install.sh runs it
 
-It works on the Dagster instance of $DAGSTER_HOME (what `dagster job execute`, the
-UI and the daemon share) and the tracking store of the environment. With a
+It works on the Dagster instance of $DAGSTER_HOME (what `dg launch`, the UI and the
+daemon share), else the project's (.iris_state/dagster_home), and the tracking store
+of the environment. With a
 daemon running, the sensors ``close_dead_runs`` and ``close_orphaned_mlflow_runs``
 do what `close` does, every 30 seconds.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -50,8 +52,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _instance() -> dg.DagsterInstance:
-    if settings.current().dagster_home is None:
-        raise RunsCommandError("$DAGSTER_HOME is not set: source scripts/env.sh (or set it to the instance's folder)")
+    home = settings.use_project_instance()
+    if not (home / INITIALISED).exists():
+        raise RunsCommandError(f"no Dagster instance at {home}: create it with `.venv/bin/iris-runs init`")
     return dg.DagsterInstance.get()
 
 
@@ -97,19 +100,35 @@ def reexecute_from_failure(instance: dg.DagsterInstance, run_id: str) -> int:
     return 0 if result.success else 1
 
 
-def initialise() -> None:
-    """Create the instance's storage (run, event-log and schedule databases) now, in one process.
+INITIALISED = ".iris-initialised"  # in a home whose storage exists
+
+
+def initialise() -> Path:
+    """Create the instance at $DAGSTER_HOME (else the project's): its folder, a `dagster.yaml`
+    unless it has one, and its storage (run, event-log and schedule databases), once.
 
     Dagster creates a new sqlite instance's tables on first use; several processes
-    doing that at once (five `dagster job execute` on a new home) race in the
-    schema migration and can leave the instance unusable. scripts/env.sh runs this
-    once per new home, under a file lock, before anything else can use it.
+    doing that at once (five `dg launch` on a new home) race in the schema migration
+    and can leave the instance unusable. This runs once per home, under a file lock,
+    before anything else uses it (scripts/install.sh, scripts/env.sh).
     """
-    with _instance() as instance:
-        instance.get_runs(limit=1)
-        instance.all_instigator_state()
-        instance.get_latest_materialization_event(dg.AssetKey("iris_assets_init"))
-        instance.event_log_storage.get_pool_limits()
+    import fcntl
+
+    home = settings.use_project_instance()
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".iris-init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / INITIALISED).exists():
+            return home
+        if not (home / "dagster.yaml").exists():
+            (home / "dagster.yaml").write_text(settings.LOCAL_DAGSTER_YAML)
+        with dg.DagsterInstance.get() as instance:
+            instance.get_runs(limit=1)
+            instance.all_instigator_state()
+            instance.get_latest_materialization_event(dg.AssetKey("iris_assets_init"))
+            instance.event_log_storage.get_pool_limits()
+        (home / INITIALISED).touch()
+    return home
 
 
 if __name__ == "__main__":

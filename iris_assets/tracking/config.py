@@ -13,6 +13,12 @@ from urllib.parse import urlparse
 from iris_assets import settings as project_settings
 
 
+# MLflow 3.17's UI opens an experiment in its GenAI view (traces, token usage) unless told
+# otherwise per link or per browser (the sidebar's "Model training" switch); no experiment tag
+# or server setting chooses it. Links carry the model-training view.
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     tracking_uri: str
@@ -25,7 +31,10 @@ class TrackingConfig:
     extra_tags: dict[str, str] = field(default_factory=dict)  # env_to_tag values and extra_tags
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
-        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}{MODEL_TRAINING_VIEW}"
+
+    def experiment_url(self, experiment_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}{MODEL_TRAINING_VIEW}"
 
     def dagster_run_url(self, dagster_run_id: str) -> str:
         return f"{self.dagster_ui_url}/runs/{dagster_run_id}"

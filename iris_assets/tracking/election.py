@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import dagster as dg
 
-from iris_assets import dagster_private
+from iris_assets import dagster_private, groups
 from iris_assets.tracking import tags
 from iris_assets.tracking.config import TrackingConfig
 from iris_assets.tracking.redaction import without_credentials
@@ -156,12 +156,23 @@ def _is_from_failure(instance: dg.DagsterInstance, dagster_run: dg.DagsterRun) -
     return dagster_private.from_failure_step_keys(instance, parent) == set(dagster_run.step_keys_to_execute)
 
 
+def _run_name(dagster_run: dg.DagsterRun) -> str:
+    """The job's name; for the implicit asset job ("Materialize" in the UI), what it materialises:
+    one asset's name, else the pipeline's job name (a sweep's runs name themselves)."""
+    if dagster_run.job_name != dagster_private.IMPLICIT_ASSET_JOB_NAME:
+        return dagster_run.job_name
+    selection = dagster_run.asset_selection or set()
+    if len(selection) == 1:
+        return next(iter(selection)).to_user_string()
+    return groups.PIPELINE_JOB
+
+
 def _create_run(client: MlflowClient, experiment_id: str, config: TrackingConfig, dagster_run: dg.DagsterRun) -> str:
     run_tags = {
         tags.DAGSTER_RUN_ID_TAG: dagster_run.run_id,
         tags.DAGSTER_RUN_IDS_TAG: dagster_run.run_id,
         tags.JOB_NAME_TAG: dagster_run.job_name,
-        "mlflow.runName": f"{dagster_run.job_name}-{dagster_run.run_id[:8]}",
+        "mlflow.runName": f"{_run_name(dagster_run)}-{dagster_run.run_id[:8]}",
         "mlflow.source.name": "dagster",
         tags.DAGSTER_RUN_URL_TAG: config.dagster_run_url(dagster_run.run_id),
     }

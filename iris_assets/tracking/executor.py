@@ -9,6 +9,8 @@
   (``closing.settle_after_steps``, idempotent: in one process it finds the run ended).
 * Around the steps, full garbage collections skip what outlives the run
   (``execution.heap``).
+* In a terminal command (`dg launch`, `iris-runs reexecute`), the run ends with one
+  line: its MLflow run, scores and registry decision (``tracking.summary``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from iris_assets import settings
 from iris_assets.execution.heap import frozen_survivors
 from iris_assets.runs.workers import record_worker
 from iris_assets.tracking.closing import settle_after_steps
+from iris_assets.tracking.summary import summary
 
 
 class SettlingExecutor(dg.Executor):
@@ -49,3 +53,14 @@ class SettlingExecutor(dg.Executor):
                 settle_after_steps(plan_context.instance, plan_context.dagster_run, plan_context.log)
             except Exception as error:  # the tracking server may be what failed the run
                 plan_context.log.warning(f"Could not end the MLflow run from the run worker: {error}")
+            if settings.dagster_cli_run_command():
+                _log_summary(plan_context)
+
+
+def _log_summary(plan_context) -> None:
+    try:
+        line = summary(plan_context.instance, plan_context.dagster_run.run_id)
+    except Exception as error:  # a summary is no reason to fail a run
+        line = f"MLflow run: not read ({error})"
+    if line:
+        plan_context.log.info(line)

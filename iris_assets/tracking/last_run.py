@@ -1,6 +1,6 @@
-"""Print the latest MLflow run of the pipeline's experiment and how to open both UIs.
+"""Where to look after a run: the latest MLflow run of the pipeline's experiment, and what to try next.
 
-python -m iris_assets.tracking.last_run
+python -m iris_assets.tracking.last_run      (the last step of scripts/run-pipeline.sh)
 """
 
 import sys
@@ -9,6 +9,12 @@ from iris_assets import settings
 from iris_assets.tracking import config as tracking_config
 from iris_assets.tracking.redaction import without_credentials
 from iris_assets.tracking.store import mlflow_client
+
+NEXT_STEPS = """Next:
+  .venv/bin/iris-ui             # the Dagster UI (http://127.0.0.1:3000) and the MLflow UI (http://127.0.0.1:5000)
+  echo '[[5.1, 3.5, 1.4, 0.2]]' | .venv/bin/iris-predict --model models:/{model}@champion -
+  .venv/bin/iris-sweep launch examples/sweep.yaml     # a hyperparameter sweep (with iris-ui running)
+  README.md: the first-hour tour"""
 
 
 def main() -> int:
@@ -25,20 +31,9 @@ def main() -> int:
         print(f"No MLflow run in experiment {config.experiment_name!r} at {shown_uri}", file=sys.stderr)
         return 1
     run = runs[0]
-    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(run.data.metrics.items()))
-    print(f"MLflow run {run.info.run_id}: {run.info.status} ({metrics})")
-    print(f"  experiment {config.experiment_name!r} in {shown_uri}")
-    print(f"  {config.run_url(experiment.experiment_id, run.info.run_id)}")
-    env = settings.current()
-    if config.tracking_uri == env.embedded_tracking_uri:
-        print(
-            "Open the MLflow UI:  .venv/bin/mlflow ui --host 127.0.0.1 --port 5000 "
-            f"--backend-store-uri {config.tracking_uri}"
-        )
-    print(
-        f"Open the Dagster UI: DAGSTER_HOME={env.resolved_dagster_home} .venv/bin/dagster dev -w workspace.yaml "
-        "(then http://127.0.0.1:3000)"
-    )
+    print(f"The latest MLflow run ({run.info.status}) of experiment {config.experiment_name!r} in {shown_uri}:")
+    print(f"  {config.run_url(experiment.experiment_id, run.info.run_id)}  (with iris-ui running)")
+    print(NEXT_STEPS.format(model=settings.current().registered_model))
     return 0
 
 

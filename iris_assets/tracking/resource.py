@@ -22,6 +22,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -270,8 +271,14 @@ class MlflowRun(dg.ConfigurableResource):
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        dataset = from_pandas(frame, source=source, name=name, targets=targets)
-        entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+        with warnings.catch_warnings():
+            # Two warnings MLflow 3.17 gives every dataset, neither about ours: its registry holds two
+            # identical local-file sources (schemes "" and "file"), so any path is "ambiguous"; and a
+            # hint about integer columns meant for model signatures, not logged data.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+            dataset = from_pandas(frame, source=source, name=name, targets=targets)
+            entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
         self.client.log_inputs(self.run_id, datasets=[entity])
         return dataset.digest
 
