@@ -25,6 +25,7 @@ QUICK_MODULES = {
     "test_bad_input",
     "test_sweep_files",
     "test_io_manager",
+    "test_docs",
 }
 
 

@@ -147,7 +147,9 @@ def test_materialize_all_in_the_dagster_ui(browser, stack, screenshots, tracking
     assert sorted(artifact_paths(tracking_uri, run.info.run_id)) == sorted(EXPECTED_ARTIFACTS)
     assert run.data.tags["dagster_run_id"] == run_id
     assert run.data.tags["dagster_run_url"] == f"{dagster_url}/runs/{run_id}"
-    run_url = f"{mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+    run_url = (
+        f"{mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+    )
 
     # Step 4. The model asset's metadata links to that run; the MLflow UI shows its metrics.
     page.goto(f"{dagster_url}/assets/model")

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from iris_assets import defs, groups
+from iris_assets.tracking.config import MODEL_TRAINING_VIEW
 from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, JOB_NAME_TAG
 from iris_assets_tests.mlflow_checks import (
     artifact_paths,
@@ -35,7 +36,7 @@ def test_job_in_process_python_api(instance, tracking_uri):
         event = instance.get_latest_materialization_event(key)
         metadata = event.asset_materialization.metadata
         assert metadata["mlflow_run_id"].value == run.info.run_id
-        assert metadata["mlflow_run_url"].value.endswith(f"/runs/{run.info.run_id}")
+        assert metadata["mlflow_run_url"].value.endswith(f"/runs/{run.info.run_id}{MODEL_TRAINING_VIEW}")
     metrics = instance.get_latest_materialization_event(dg.AssetKey("metrics"))
     assert metrics.asset_materialization.metadata["accuracy"].value == pytest.approx(run.data.metrics["accuracy"])
     raw = instance.get_latest_materialization_event(dg.AssetKey("raw_data"))

@@ -1,7 +1,7 @@
 """The champion through MLflow's own clients: `mlflow models serve` and pyfunc answer species names.
 
 One pipeline run registers the champion; then a real `mlflow models serve` process
-for the sklearn model (started with the README's command, as written) and one for
+for the sklearn model (started with docs/registry-and-serving.md's command, as written) and one for
 the ONNX logged model answer the four payload styles for the 150 Iris rows, and a
 fresh interpreter that cannot import iris_assets loads both through pyfunc.
 """
@@ -64,11 +64,14 @@ def _invoke(port: int, body: dict) -> list:
         return json.loads(response.read())["predictions"]
 
 
-def _readme_block(marker: str) -> str:
-    """The shell block of the README that follows ``marker``."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    found = re.search(re.escape(marker) + r".*?```bash\n(.*?)```", readme, re.S)
-    assert found, f"no bash block after {marker!r} in README.md"
+SERVING_PAGE = "docs/registry-and-serving.md"
+
+
+def _documented_block(marker: str) -> str:
+    """The shell block of the serving page that follows ``marker``."""
+    page = (REPO_ROOT / SERVING_PAGE).read_text()
+    found = re.search(re.escape(marker) + r".*?```bash\n(.*?)```", page, re.S)
+    assert found, f"no bash block after {marker!r} in {SERVING_PAGE}"
     return found.group(1)
 
 
@@ -80,10 +83,10 @@ def _serve(command: str, port: int, folder, name: str, uri: str) -> Service:
     return server
 
 
-def test_the_readme_command_serves_the_champion_with_species_names(store):
+def test_the_documented_command_serves_the_champion_with_species_names(store):
     uri, _, folder = store
     port = free_port()
-    command = _readme_block("Serve the champion with MLflow").replace("-p 5001", f"-p {port}")
+    command = _documented_block("Serve the champion with MLflow").replace("-p 5001", f"-p {port}")
     assert "mlflow models serve" in command and CHAMPION_URI in command
     features, species = _iris()
     server = _serve(f"cd {REPO_ROOT} && {command}", port, folder, "serve-sklearn", uri)
@@ -93,8 +96,8 @@ def test_the_readme_command_serves_the_champion_with_species_names(store):
             assert set(predicted) == set(SPECIES), style
             accuracy = sum(p == s for p, s in zip(predicted, species, strict=True)) / len(species)
             assert accuracy >= 0.95, (style, accuracy)  # 0.90 on the held-out 30, ~0.98 on all 150
-        # The README's curl, as written, against this server.
-        curl = _readme_block("and ask it").replace("5001", str(port))
+        # The documented curl, as written, against this server.
+        curl = _documented_block("and ask it").replace("5001", str(port))
         answer = subprocess.run(["/bin/bash", "-c", curl], capture_output=True, text=True, timeout=60)
         assert json.loads(answer.stdout) == {"predictions": ["setosa", "virginica"]}, answer
     finally:
@@ -104,7 +107,7 @@ def test_the_readme_command_serves_the_champion_with_species_names(store):
 def test_the_onnx_model_is_served_with_names_and_probabilities(store):
     uri, onnx_uri, folder = store
     port = free_port()
-    command = _readme_block("To serve the ONNX model").replace("-p 5002", f"-p {port}")
+    command = _documented_block("To serve the ONNX model").replace("-p 5002", f"-p {port}")
     assert 'mlflow models serve -m "$ONNX_URI"' in command
     features, species = _iris()
     server = _serve(f"cd {REPO_ROOT} && {command}", port, folder, "serve-onnx", uri)

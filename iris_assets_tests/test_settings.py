@@ -1,4 +1,4 @@
-"""The settings module: the one reader of the environment, and the README's table of it."""
+"""The settings module: the one reader of the environment, and the documentation's table of it."""
 
 import re
 
@@ -8,11 +8,12 @@ from iris_assets import settings
 from iris_harness.environment import REPO_ROOT
 
 
-def test_readme_environment_table_is_the_settings_table():
-    readme = (REPO_ROOT / "README.md").read_text()
+def test_the_documented_environment_table_is_the_settings_table():
+    page = (REPO_ROOT / "docs" / "configuration.md").read_text()
     table = settings.markdown_table()
-    assert table in readme, (
-        "README.md's environment table differs from iris_assets/settings.py: run scripts/readme_settings.py"
+    assert table in page, (
+        "docs/configuration.md's environment table differs from iris_assets/settings.py: "
+        "run .venv/bin/python scripts/settings_table.py"
     )
 
 

@@ -12,7 +12,6 @@ from urllib.parse import urlparse
 
 from iris_assets import settings as project_settings
 
-
 # MLflow 3.17's UI opens an experiment in its GenAI view (traces, token usage) unless told
 # otherwise per link or per browser (the sidebar's "Model training" switch); no experiment tag
 # or server setting chooses it. Links carry the model-training view.
