@@ -138,6 +138,10 @@ def test_the_readme_tour_works_as_written_from_a_clean_clone(clone, tmp_path, mo
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+    # Ctrl-C stopped every server the page starts, and what they started (iris-ui's two UIs).
+    for step in steps:
+        for url in step.urls:
+            assert not _answers(url), f"{url} still answers after Ctrl-C to: {step.command}"
 
     # Nothing vanished: the terminal's runs are in the clone's own instance, the one the UI reads.
     import dagster as dg
