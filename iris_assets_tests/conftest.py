@@ -44,6 +44,7 @@ LONGEST_MODULES = {
     "test_servers": 100,
     "test_pipeline": 75,
     "test_browser": 70,
+    "test_readme": 105,
 }
 
 

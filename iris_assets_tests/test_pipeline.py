@@ -67,9 +67,46 @@ def test_multiprocess_executor_with_readme_config(dagster_home, tracking_uri, tm
     config["execution"] = {"config": {"multiprocess": {"max_concurrent": 2}}}
     config_file = tmp_path / "run_config.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    result = run_cli("dagster", "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(config_file))
-    assert "Launching subprocess" in result.stderr or "STEP_WORKER_STARTED" in result.stderr
+    run_cli("dagster", "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(config_file))
+    (dagster_run,) = dg.DagsterInstance.get().get_runs()
+    workers = dg.DagsterInstance.get().all_logs(dagster_run.run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTED)
+    assert len(workers) == len(PIPELINE_ASSETS)  # a process per step
     assert_complete_iris_run(tracking_uri, only_run(tracking_uri), n_estimators=50, max_depth=3)
+
+
+def test_a_terminal_run_prints_info_and_ends_with_one_summary_line(dagster_home, tracking_uri):
+    """`dg launch`, as the README runs it: no debug events, no warning, the summary last."""
+    result = run_cli("dg", "launch", "--job", "iris_pipeline", cwd=REPO_ROOT)
+    run = assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
+    lines = result.stderr.strip().splitlines()
+    assert " - DEBUG - " not in result.stderr and "Warning" not in result.stderr, result.stderr[-3000:]
+    summary = f"MLflow run {run.info.run_id} FINISHED: accuracy 0.900, precision 0.902, recall 0.900, f1_score 0.900"
+    assert summary in lines[-1], lines[-1]
+    assert "; registry: iris-random-forest/1 champion" in lines[-1]
+    assert sum(summary in line for line in lines) == 1
+    assert len(lines) < 10, result.stderr
+
+
+def test_bad_config_in_a_terminal_run_is_one_message_without_a_stack_trace(dagster_home, tracking_uri, tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("ops:\n  model:\n    config:\n      n_estimators: -3\n")
+    result = run_cli("dg", "launch", "--job", "iris_pipeline", "-c", str(config), expect_ok=False, cwd=REPO_ROOT)
+    assert result.returncode != 0
+    assert result.stderr.count("Input should be greater than 0") == 1, result.stderr
+    assert "input_value=-3" in result.stderr
+    assert "Stack Trace" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert only_run(tracking_uri).info.status == "FAILED"
+
+
+def test_a_bad_setting_stops_a_terminal_run_in_one_line(dagster_home, tracking_uri, monkeypatch):
+    monkeypatch.setenv("IRIS_MIN_ACCURACY", "abc")
+    result = run_cli("dg", "launch", "--job", "iris_pipeline", expect_ok=False, cwd=REPO_ROOT)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "dg launch: $IRIS_MIN_ACCURACY='abc' is not allowed: expected a number from 0.0 to 1.0"
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    assert runs_of(tracking_uri) == []
 
 
 def test_two_materialisations_in_one_process_get_two_runs(instance, tracking_uri):

@@ -18,14 +18,17 @@ QUIET_ENV = {
 }
 
 
-def run_cli(*args: str, expect_ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run a command of this environment (dagster, python, ...) with this process's environment."""
+def run_cli(
+    *args: str, expect_ok: bool = True, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command of this environment (dagster, python, ...) with this process's environment,
+    in ``cwd`` (default: this process's; `dg` needs the project's, REPO_ROOT)."""
     result = subprocess.run(
         [str(BIN / args[0]), *args[1:]],
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=os.getcwd(),
+        cwd=cwd or os.getcwd(),
         env=os.environ.copy(),
     )
     if expect_ok and result.returncode != 0:
