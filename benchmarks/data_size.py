@@ -12,6 +12,7 @@ from pathlib import Path
 
 from benchmarks.harness import Row, Sample, Templates, interleave, run_timed
 from benchmarks.overhead import graph_command
+from iris_assets.tracking.summary import reports_success
 
 SECTION = "8. Data size"
 
@@ -57,8 +58,8 @@ def run(templates: Templates, repetitions: int, rows: int, work_dir: Path) -> li
         def once() -> float:
             folder, env = templates.fresh()
             timed = run_timed(commands[name], folder, env)
-            if "RUN_SUCCESS" not in timed.stdout:
-                raise RuntimeError(f"{name}: no RUN_SUCCESS\n{timed.stdout[-4000:]}")
+            if not reports_success(timed.stdout):
+                raise RuntimeError(f"{name}: no FINISHED summary\n{timed.stdout[-4000:]}")
             memory[name].values.append(timed.peak_rss / 2**20)
             return timed.seconds
 

@@ -9,6 +9,7 @@ repetition is a fresh process on fresh, empty stores (see ``Templates``).
 from pathlib import Path
 
 from benchmarks.harness import BIN, REPO_ROOT, Row, Sample, Templates, interleave, run_timed
+from iris_assets.tracking.summary import reports_success
 
 # Forkserver: one process imports the code location and the heavy libraries once,
 # and each step process is forked from it, instead of each step spawning a fresh
@@ -39,8 +40,8 @@ def run(templates: Templates, repetitions: int, work_dir: Path) -> tuple[list[Ro
         def once() -> float:
             folder, env = templates.fresh()
             timed = run_timed(args, folder, env)
-            if not name.startswith("baseline") and "RUN_SUCCESS" not in timed.stdout:
-                raise RuntimeError(f"{name}: no RUN_SUCCESS\n{timed.stdout[-4000:]}")
+            if not name.startswith("baseline") and not reports_success(timed.stdout):
+                raise RuntimeError(f"{name}: no FINISHED summary\n{timed.stdout[-4000:]}")
             memory[name].values.append(timed.peak_rss / 2**20)
             last_store[name] = env["MLFLOW_TRACKING_URI"]
             return timed.seconds

@@ -15,6 +15,7 @@ import dagster as dg
 import yaml
 
 from benchmarks.harness import BIN, REPO_ROOT, Row, base_env, interleave, run_timed
+from iris_assets.tracking.summary import reports_success
 from iris_harness.scaleout import ScaleOut
 
 STEPS = ["raw_data", "splits", "model", "metrics", "onnx_model", "registered_model"]
@@ -38,8 +39,8 @@ def run(repetitions: int, work_dir: Path) -> tuple[list[Row], str]:
                 timed = run_timed(
                     [*command, "-c", str(configs[mode])], REPO_ROOT, {**base_env(), **env}, log=folder / "stdout.log"
                 )
-                if "RUN_SUCCESS" not in timed.stdout:
-                    raise RuntimeError(f"{mode}: no RUN_SUCCESS\n{timed.stdout[-4000:]}")
+                if not reports_success(timed.stdout):
+                    raise RuntimeError(f"{mode}: no FINISHED summary\n{timed.stdout[-4000:]}")
                 return timed.seconds
 
             return once

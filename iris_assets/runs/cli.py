@@ -53,7 +53,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _instance() -> dg.DagsterInstance:
     home = settings.use_project_instance()
-    if not (home / INITIALISED).exists():
+    if not home.is_dir():
         raise RunsCommandError(f"no Dagster instance at {home}: create it with `.venv/bin/iris-runs init`")
     return dg.DagsterInstance.get()
 

@@ -6,6 +6,7 @@ A terminal run ends with it (the executor wrapper logs it after the last step), 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 import dagster as dg
@@ -13,6 +14,13 @@ import dagster as dg
 from iris_assets.evaluation.scoring import METRICS
 from iris_assets.tracking.election import announcements
 from iris_assets.tracking.store import mlflow_client
+
+_FINISHED = re.compile(r"^.*MLflow run [0-9a-f]{32} FINISHED\b", re.M)
+
+
+def reports_success(output: str) -> bool:
+    """Whether a terminal run's output ends its summary saying FINISHED (what scripts check)."""
+    return bool(_FINISHED.search(output))
 
 
 def describe(run: Any) -> str:
