@@ -20,14 +20,14 @@ from iris_assets.tracking.sensors import (
     close_orphaned_mlflow_runs,
 )
 from iris_assets.training import assets as training_assets
-from iris_assets.tuning import assets as tuning_assets
-from iris_assets.tuning.sensors import settle_sweeps
+from iris_assets.tuning.jobs import iris_sweep, iris_trial
+from iris_assets.tuning.sensors import launch_sweep_trials
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(
-        [data_assets, training_assets, evaluation_assets, packaging_assets, registry_assets, tuning_assets]
+        [data_assets, training_assets, evaluation_assets, packaging_assets, registry_assets]
     ),
-    jobs=[iris_pipeline],
+    jobs=[iris_pipeline, iris_sweep, iris_trial],
     schedules=[iris_retraining],
     sensors=[
         new_iris_data,
@@ -35,7 +35,7 @@ defs = dg.Definitions(
         close_mlflow_run_on_cancel,
         close_orphaned_mlflow_runs,
         close_dead_runs,
-        settle_sweeps,
+        launch_sweep_trials,
     ],
     resources={"mlflow": MlflowRun(**credentials_from_environment()), "io_manager": RunScopedStorage()},
     executor=iris_executor,

@@ -1,5 +1,4 @@
-"""The asset groups and the pipeline's job, as the UI shows them: the pipeline, and the sweeps that tune it."""
+"""The asset group and the job of the pipeline, as the UI shows them (sweeps are jobs of ops: tuning/)."""
 
 PIPELINE = "iris"  # raw_data ... registered_model: one materialisation = one MLflow run
-TUNING = "tuning"  # sweep, trial_model, trial_metrics, best_trial: one backfill = one sweep
 PIPELINE_JOB = "iris_pipeline"  # the job of the whole pipeline; MLflow names the UI's "Materialize all" runs so too

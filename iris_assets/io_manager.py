@@ -6,9 +6,10 @@ each other's values: a run trained on one file could evaluate another's model.
 Here a value is stored under ``<base>/<asset key>/<run id>.pickle`` (a partition's
 under ``<base>/<asset key>/<partition>/<run id>.pickle``), and a step reads the value
 its own run produced, else the one its parent run produced (a re-execution), else
-the one its backfill produced (two sweeps at once each read their own ``sweep``),
-else the latest materialisation's (a partial materialisation, say ``metrics`` alone,
-reads the model of an earlier run; a sweep's summary, each trial's own run).
+the one its backfill produced, else the latest materialisation's (a partial
+materialisation, say ``metrics`` alone, reads the model of an earlier run). An op's
+output (a sweep's stages) is stored by ``UPathIOManager``'s own path, under its run;
+``stored_value`` reads one run's value of an asset (the ``splits`` a sweep pins).
 
 ``<base>`` is ``$IRIS_ASSET_STORAGE``: a local folder (default
 ``<DAGSTER_HOME>/storage/assets``) or an S3 bucket (``s3://bucket/prefix``, with
@@ -74,6 +75,8 @@ class RunScopedPickleIOManager(dg.UPathIOManager):
             return pickle.load(stored)
 
     def load_input(self, context: dg.InputContext) -> Any:
+        if not context.has_asset_key:  # an op's output (a sweep's stages): UPathIOManager's own path
+            return super().load_input(context)
         folder = self._base_path.joinpath(*context.asset_key.path)
         if not context.has_asset_partitions:
             return self._load_from_runs(context, folder, None)
@@ -151,14 +154,31 @@ class RunScopedStorage(dg.ConfigurableIOManagerFactory):
     )
 
     def create_io_manager(self, context: dg.InitResourceContext) -> RunScopedPickleIOManager:
-        from upath import UPath
+        assert context.instance is not None
+        return RunScopedPickleIOManager(base_path=storage_base(context.instance, self.base_path))
 
-        current = settings.current()
-        base = self.base_path or current.asset_storage
-        if base is None:
-            assert context.instance is not None
-            return RunScopedPickleIOManager(base_path=UPath(context.instance.storage_directory()) / "assets")
-        options = (
-            {"endpoint_url": current.aws_endpoint_url} if base.startswith("s3://") and current.aws_endpoint_url else {}
-        )
-        return RunScopedPickleIOManager(base_path=UPath(base, **options))
+
+def storage_base(instance: dg.DagsterInstance, base_path: Optional[str] = None) -> UPath:
+    """Where values are stored: ``base_path``, else $IRIS_ASSET_STORAGE, else the instance's folder."""
+    from upath import UPath
+
+    current = settings.current()
+    base = base_path or current.asset_storage
+    if base is None:
+        return UPath(instance.storage_directory()) / "assets"
+    options = (
+        {"endpoint_url": current.aws_endpoint_url} if base.startswith("s3://") and current.aws_endpoint_url else {}
+    )
+    return UPath(base, **options)
+
+
+def stored_value(instance: dg.DagsterInstance, asset_key: dg.AssetKey, run_id: str) -> Any:
+    """The value of an (unpartitioned) asset that one run stored: what a sweep pins for its trials."""
+    path = storage_base(instance).joinpath(*asset_key.path) / f"{run_id}{RunScopedPickleIOManager.extension}"
+    try:
+        with path.open("rb") as stored:
+            return pickle.load(stored)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"No stored value of asset {asset_key.to_user_string()!r} from run {run_id} (looked for {path})"
+        ) from None

@@ -167,7 +167,7 @@ class Settings:
     orphan_sweep_seconds: int = _setting(
         "IRIS_ORPHAN_SWEEP_SECONDS",
         "`30`",
-        "how often the housekeeping sensors look (MLflow runs left RUNNING, dead run workers, sweeps to settle)",
+        "how often the housekeeping sensors look (MLflow runs left RUNNING, dead run workers)",
         _int_at_least(1),
     )
     retrain_cron: str = _setting("IRIS_RETRAIN_CRON", "`0 3 * * *`", "the retraining schedule's cron", _non_empty)

@@ -1,4 +1,5 @@
-"""Issue 8: "Materialize all" in the Dagster UI, driven in a real (headless) Chromium.
+"""Issues 8 and 21: "Materialize all" on the global lineage page of the Dagster UI, driven in a real
+(headless) Chromium, then the run's plots and its MLflow run.
 
 One stack for every step: an MLflow tracking server, dagster-webserver and
 dagster-daemon (runs are queued, as in any default instance), all on 127.0.0.1
@@ -13,6 +14,7 @@ import re
 import shutil
 import time
 
+import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
@@ -120,11 +122,15 @@ def test_materialize_all_in_the_dagster_ui(browser, stack, screenshots, tracking
     def shot(page, name: str) -> None:
         page.screenshot(path=f"{screenshots}/{name}.png")
 
-    # Issue step 2. The pipeline's asset graph (the `iris` group; the tuning group's partitioned
-    # assets are launched as sweeps): "Materialize all", then the run it launched, until it succeeds.
-    group_url = f"{dagster_url}/locations/iris_assets/asset-groups/iris"
-    page.goto(group_url)
-    page.get_by_role("button", name="Materialize all").click()
+    # Issue step 2, as a new user finds it: Overview -> Lineage, the global asset graph, "Materialize
+    # all": one click, one run (sweeps are jobs, not assets: no partition dialog, no backfill).
+    page.goto(f"{dagster_url}/overview")
+    page.get_by_role("tab", name="Lineage").or_(page.get_by_role("link", name="Lineage", exact=True)).first.click()
+    page.wait_for_url(re.compile(r"/asset-groups"))
+    materialize = page.get_by_role("button", name="Materialize all", exact=True)
+    expect(materialize).to_be_enabled()
+    shot(page, "00-global-lineage")
+    materialize.click()
     view = page.get_by_role("link", name="View", exact=True)
     expect(view).to_have_attribute("href", re.compile(r"^/runs/[0-9a-f-]{36}$"))
     shot(page, "01-materialize-all-launched")
@@ -132,8 +138,11 @@ def test_materialize_all_in_the_dagster_ui(browser, stack, screenshots, tracking
     page.goto(f"{dagster_url}/runs/{run_id}")  # where "View" leads; the toast may be gone by now
     assert wait_for_run_page(page) == "Success", f"see {tmp_path}/*.log"
     shot(page, "02-run-succeeded")
-    # The group's list view: every asset of the pipeline "Materialized" (its graph, zoomed out to
-    # fit the sweeps' link, draws the nodes without their status text).
+    with dg.DagsterInstance.get() as instance:  # one run, no backfill, no sweep
+        assert [r.run_id for r in instance.get_runs()] == [run_id]
+        assert instance.get_backfills() == []
+    group_url = f"{dagster_url}/locations/iris_assets/asset-groups/iris"
+    # The group's list view: every asset of the pipeline "Materialized".
     page.goto(f"{group_url}/list")
     graph = defs.resolve_asset_graph()
     asset_count = len([key for key in graph.get_all_asset_keys() if graph.get(key).group_name == groups.PIPELINE])
@@ -156,6 +165,14 @@ def test_materialize_all_in_the_dagster_ui(browser, stack, screenshots, tracking
     link = page.get_by_role("link", name=run_url, exact=True)
     expect(link).to_be_visible()
     shot(page, "04-model-asset")
+    # A plot, one click from the asset page: the feature importance chart's "[Show Markdown]".
+    chart = page.get_by_role("row").filter(has_text="feature_importance_chart")
+    chart.get_by_text("[Show Markdown]").click()
+    image = page.get_by_role("dialog").get_by_role("img", name="feature importance")
+    expect(image).to_be_visible()
+    assert image.get_attribute("src").startswith("data:image/png;base64,")
+    shot(page, "04b-feature-importance")
+    page.keyboard.press("Escape")
     with browser.expect_page() as opened:
         link.click()
     mlflow_page = opened.value

@@ -20,22 +20,16 @@ EXPECTED_GRAPH = {  # the pipeline (group "iris")
     "onnx_model": {"model", "splits"},
     "registered_model": {"metrics", "model", "splits", "onnx_model"},  # the champion is scored on the same split
 }
-EXPECTED_TUNING = {  # sweeps (group "tuning"): the trials are partitions, the sweep pins the splits
-    "sweep": ({"splits"}, None),
-    "trial_model": ({"sweep"}, "iris_trials"),
-    "trial_metrics": ({"sweep", "trial_model"}, "iris_trials"),
-    "best_trial": ({"sweep", "trial_metrics"}, None),
-}
+# Sweeps are jobs of ops, not assets: the asset graph (what "Materialize all" on the global
+# lineage launches) is the pipeline alone, unpartitioned, so one click is one run.
+EXPECTED_SWEEP_JOBS = {"iris_sweep": None, "iris_trial": "iris_trials"}
 
 
 def test_asset_graph_snapshot():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == set(EXPECTED_GRAPH) | set(EXPECTED_TUNING)
+    assert keys == set(EXPECTED_GRAPH)
     expected = {name: (upstream, None, "iris") for name, upstream in EXPECTED_GRAPH.items()}
-    expected.update(
-        {name: (upstream, partitions, "tuning") for name, (upstream, partitions) in EXPECTED_TUNING.items()}
-    )
     for name, (upstream, partitions, group) in expected.items():
         node = graph.get(dg.AssetKey(name))
         assert {parent.to_user_string() for parent in node.parent_keys} == upstream, name
@@ -56,6 +50,10 @@ def test_asset_graph_snapshot():
         ("onnx_model", "parity"),
     }
     assert graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey("model"), "quality_gate")).blocking
+    for name, partitions in EXPECTED_SWEEP_JOBS.items():
+        sweep_job = defs.resolve_job_def(name)
+        assert getattr(sweep_job.partitions_def, "name", None) == partitions, name
+        assert not sweep_job.asset_layer.executable_asset_keys, f"{name} materialises no asset"
 
 
 def test_automation_snapshot():
@@ -66,7 +64,7 @@ def test_automation_snapshot():
         "close_mlflow_run_on_cancel",
         "close_orphaned_mlflow_runs",
         "close_dead_runs",
-        "settle_sweeps",
+        "launch_sweep_trials",
     }
 
 
@@ -135,12 +133,12 @@ def test_dg_check_and_list_defs(dagster_home):
     listed = _dg("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr[-3000:]
     found = json.loads(listed.stdout)
-    assert {a["asset_key"] for a in found["assets"]} == set(EXPECTED_GRAPH) | set(EXPECTED_TUNING)
-    assert {j["name"] for j in found["jobs"]} >= {"iris_pipeline"}
+    assert {a["asset_key"] for a in found["assets"]} == set(EXPECTED_GRAPH)
+    assert {j["name"] for j in found["jobs"]} >= {"iris_pipeline", *EXPECTED_SWEEP_JOBS}
 
 
 @pytest.mark.slow  # a whole CLI run: outside the quick lane
 def test_dg_launch_materialises_the_whole_graph_as_one_mlflow_run(dagster_home, tracking_uri):
-    launched = _dg("launch", "--assets", "group:iris", timeout=600)  # '*' would take in the sweep's partitions
+    launched = _dg("launch", "--assets", "*", timeout=600)  # every asset: the pipeline, one run
     assert launched.returncode == 0, (launched.stdout + launched.stderr)[-4000:]
     assert_complete_iris_run(tracking_uri, only_run(tracking_uri))

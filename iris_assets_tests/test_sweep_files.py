@@ -90,7 +90,11 @@ def test_the_cli_reports_a_bad_file_or_an_unreachable_webserver(tmp_path, capsys
     broken = tmp_path / "broken.yaml"
     broken.write_text("grid: [unclosed\n")
     assert launch.main(["launch", str(broken), "--dagster-url", "http://127.0.0.1:9"]) == 2
-    assert f"iris-sweep: error: {broken}: cannot be read as YAML" in capsys.readouterr().err
+    # One line, naming the file, line and column, and the problem (not PyYAML's caret diagram).
+    assert capsys.readouterr().err == (
+        f"iris-sweep: error: {broken}:2:1: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence)\n"
+    )
     good = REPO_ROOT / "examples" / "sweep.yaml"
     assert launch.main(["declare", str(good), "--dagster-url", "http://127.0.0.1:9"]) == 2
     error = capsys.readouterr().err

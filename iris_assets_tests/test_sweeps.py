@@ -1,9 +1,10 @@
-"""Hyperparameter sweeps: one backfill of the tuning group, one parent MLflow run, a child per trial.
+"""Hyperparameter sweeps: one run of ``iris_sweep`` (the parent MLflow run), one ``iris_trial`` run per
+trial (a child each), started by the sensor ``launch_sweep_trials``.
 
 One stack for the module, on the embedded stores: a sqlite Dagster home and a sqlite
-MLflow store, with real dagster-webserver and dagster-daemon processes (the backfill
-daemon runs the sweep, the sensor daemon settles it). The pipeline runs once first,
-so the sweep has ``splits`` to pin and a champion to compete with.
+MLflow store, with real dagster-webserver and dagster-daemon processes (the sensor daemon
+starts the trials, the run queue runs them). The instance is brand new: the first test
+finds that a sweep is refused before the pipeline has run, then runs the pipeline.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,18 +26,18 @@ from iris_assets.registry.assets import RegistryConfig
 from iris_assets.registry.promotion import COMPARED_WITH_TAG, PROMOTION_TAG
 from iris_assets.runs.workers import RUN_WORKER_TAG
 from iris_assets.settings import DEFAULT_REGISTERED_MODEL, DEFAULT_TUNING_EXPERIMENT
-from iris_assets.tuning.assets import BACKFILL_TAG, FAILED_TRIALS_TAG, SWEEP_PARENT_TAG, TRIAL_TAG
-from iris_assets.tuning.launch import REPOSITORY_SELECTOR, TUNING_ASSETS
+from iris_assets.tracking.election import announced_mlflow_runs
+from iris_assets.tuning.ops import FAILED_TRIALS_TAG, NO_SPLITS, SWEEP_PARENT_TAG, SWEEP_TAG, TRIAL_TAG
 from iris_assets.tuning.space import load, trial_params
 from iris_assets_tests.mlflow_checks import artifact_paths
-from iris_harness.environment import QUIET_ENV, REPO_ROOT
-from iris_harness.graphql_client import graphql, launch_job, reexecute_from_failure, wait_for_run
+from iris_harness.environment import BIN, QUIET_ENV, REPO_ROOT
+from iris_harness.graphql_client import launch_job, reexecute_from_failure, wait_for_run
 from iris_harness.processes import Service, free_port, mlflow_server, wait_for_http, wait_until
 
 pytestmark = pytest.mark.servers
 
 SWEEP_FILE = REPO_ROOT / "examples" / "sweep.yaml"
-SWEEP_WAIT = 600  # a backfill advances on the daemon's 30-second loop: about four loops per sweep
+SWEEP_WAIT = 600
 
 
 @dataclass
@@ -46,9 +48,16 @@ class Stack:
     tracking_uri: str
     instance: dg.DagsterInstance
     services: list[Service]
+    env: dict
 
     def logs(self) -> str:
         return "\n".join(f"--- {s.name}\n{s.log()[-3000:]}" for s in self.services)
+
+    def iris_sweep(self, *args: str, timeout: float = SWEEP_WAIT) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "iris-sweep"), *args, "--dagster-url", self.url],
+            cwd=self.folder, env={**os.environ, **self.env}, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +81,9 @@ def stack(tmp_path_factory):
         "MLFLOW_TRACKING_URI": tracking_uri,
         "IRIS_STATE_DIR": str(folder / "state"),
         "DAGSTER_UI_URL": url,
-        "IRIS_ORPHAN_SWEEP_SECONDS": "3",  # settle_sweeps and close_dead_runs
+        "IRIS_ORPHAN_SWEEP_SECONDS": "3",  # close_dead_runs
     }
-    # A new home is initialised once, before its processes race to create its tables (scripts/env.sh).
+    # A new home is initialised once, before its processes race to create its tables.
     assert Service("init", ["iris-runs", "init"], folder, env).process.wait(120) == 0
     webserver = Service(
         "webserver", ["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], folder, env
@@ -84,13 +93,23 @@ def stack(tmp_path_factory):
     try:
         wait_for_http(f"{url}/server_info", webserver)
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            stack = Stack(folder, port, url, tracking_uri, instance, services)
-            status = wait_for_run(port, launch_job(port), timeout=300)  # splits to pin, a champion to beat
-            assert status == "SUCCESS", stack.logs()
-            yield stack
+            yield Stack(folder, port, url, tracking_uri, instance, services, env)
     finally:
         for service in services:
             service.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline_ran(stack):
+    """A sweep on the brand-new instance is refused in one line, creating nothing; then the pipeline
+    runs once (splits to pin, a champion to beat)."""
+    refused = stack.iris_sweep("launch", str(SWEEP_FILE), "--wait")
+    assert refused.returncode == 2, refused
+    assert refused.stderr == f"iris-sweep: error: {NO_SPLITS}\n"
+    assert stack.instance.get_runs() == [] and _parents(stack) == []
+    assert list(stack.instance.get_dynamic_partitions("iris_trials")) == []
+    status = wait_for_run(stack.port, launch_job(stack.port), timeout=300)
+    assert status == "SUCCESS", stack.logs()
 
 
 # -- reading a sweep back -----------------------------------------------------------------------
@@ -108,9 +127,9 @@ def _parents(stack: Stack) -> list:
     return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{SWEEP_PARENT_TAG}` = 'true'")
 
 
-def _parent_of(stack: Stack, backfill_id: str):
-    (parent,) = [p for p in _parents(stack) if p.data.tags.get(BACKFILL_TAG) == backfill_id]
-    return parent
+def _parent_of(stack: Stack, sweep_run_id: str):
+    (announced,) = set(announced_mlflow_runs(stack.instance, sweep_run_id))
+    return _client(stack).get_run(announced)
 
 
 def _children(stack: Stack, parent_run_id: str) -> list:
@@ -121,17 +140,13 @@ def _children(stack: Stack, parent_run_id: str) -> list:
     )
 
 
-def _wait_for_parent(stack: Stack, backfill_id: str, status: str):
-    def settled():
-        parents = [p for p in _parents(stack) if p.data.tags.get(BACKFILL_TAG) == backfill_id]
-        return parents and parents[0].info.status == status and parents[0]
-
-    return wait_until(settled, timeout=SWEEP_WAIT, what=f"sweep {backfill_id} to end {status}", interval=2)
-
-
-def _assert_settled_sweep(stack: Stack, backfill_id: str, keys: list[str]):
+def _assert_settled_sweep(stack: Stack, sweep_run_id: str, keys: list[str]):
     """One FINISHED parent, a FINISHED child per trial, the summary, the best trial registered."""
-    parent = _wait_for_parent(stack, backfill_id, "FINISHED")
+    parent = _parent_of(stack, sweep_run_id)
+    assert parent.info.status == "FINISHED", parent.info.status
+    assert [p.info.run_id for p in _parents(stack) if p.data.tags["dagster_run_id"] == sweep_run_id] == [
+        parent.info.run_id
+    ]
     children = _children(stack, parent.info.run_id)
     by_key = {child.data.tags[TRIAL_TAG]: child for child in children}
     assert sorted(by_key) == sorted(keys) and len(children) == len(keys), [c.data.tags for c in children]
@@ -145,7 +160,12 @@ def _assert_settled_sweep(stack: Stack, backfill_id: str, keys: list[str]):
         assert set(child.data.metrics) >= {"accuracy", "precision", "recall", "f1_score"}
         assert child.data.tags["evaluation_digest"] == digest  # every trial scored on the same rows
         assert "onnx_model/iris_random_forest.onnx" in artifact_paths(stack.tracking_uri, child.info.run_id)
-    # One Dagster run per trial, and each child bound to its own.
+        # Each trial its own Dagster run, a partition of iris_trials, tagged with its sweep.
+        (trial_run,) = [
+            stack.instance.get_run_by_id(run_id) for run_id in child.data.tags["dagster_run_ids"].split()[:1]
+        ]
+        assert trial_run.job_name == "iris_trial" and trial_run.tags["dagster/partition"] == key
+        assert trial_run.tags[SWEEP_TAG] == sweep_run_id
     assert len({child.data.tags["dagster_run_id"] for child in children}) == len(keys)
 
     rule = RegistryConfig().rule()
@@ -157,8 +177,8 @@ def _assert_settled_sweep(stack: Stack, backfill_id: str, keys: list[str]):
     assert tags["best_trial"] == best[0] and tags["best_trial_run_id"] == best[1].info.run_id
     assert metrics[f"best.{rule.metric}"] == best[1].data.metrics[rule.metric]
     assert tags["child_run_ids"].split() == sorted(child.info.run_id for child in children)
-    assert tags["dagster_backfill_url"] == f"{stack.url}/runs/b/{backfill_id}"
-    assert not any(tag.startswith("upstream.trial_") for tag in tags)  # no single trial is "the" upstream
+    assert tags["dagster_run_url"] == f"{stack.url}/runs/{sweep_run_id}"
+    assert tags["splits_run_id"] == stack.instance.get_latest_materialization_event(dg.AssetKey("splits")).run_id
     client = _client(stack)
     summary = json.load(open(client.download_artifacts(parent.info.run_id, "sweep_summary.json")))
     assert sorted(trial["key"] for trial in summary["trials"]) == sorted(keys)
@@ -175,7 +195,7 @@ def _assert_settled_sweep(stack: Stack, backfill_id: str, keys: list[str]):
     assert version.tags[PROMOTION_TAG] in ("promoted", "not promoted")
     assert version.tags[COMPARED_WITH_TAG].startswith("v"), version.tags  # the pipeline's run made a champion
     assert version.tags["evaluation_digest"] == digest
-    return parent, by_key
+    return parent, by_key, best, version
 
 
 def _partitions(stack: Stack) -> list[str]:
@@ -187,35 +207,46 @@ def _partitions(stack: Stack) -> list[str]:
 
 @dataclass
 class GridSweep:
-    backfill_id: str
+    run_id: str
     keys: list[str]
     parent: object
+    output: str
 
 
 @pytest.fixture(scope="module")
-def grid_sweep(stack) -> GridSweep:
-    """`iris-sweep launch examples/sweep.yaml`, settled: what the CLI printed, the parent run."""
-    launched = Service(
-        "iris-sweep", ["iris-sweep", "launch", str(SWEEP_FILE), "--dagster-url", stack.url], stack.folder
-    )
-    assert launched.process.wait(120) == 0, launched.log()
-    backfill_id = launched.log().split()[1].rstrip(":")  # "backfill <id>: <url>"
+def grid_sweep(stack, pipeline_ran) -> GridSweep:
+    """`iris-sweep launch examples/sweep.yaml --wait`: what it printed, the settled parent run."""
+    launched = stack.iris_sweep("launch", str(SWEEP_FILE), "--wait")
+    assert launched.returncode == 0, (launched.stdout, launched.stderr, stack.logs())
+    lines = launched.stdout.splitlines()
+    run_id = lines[0].split()[1].rstrip(":")  # "sweep <id>: <url>"
+    assert lines[0] == f"sweep {run_id}: {stack.url}/runs/{run_id}"
     keys = load(SWEEP_FILE).keys
-    return GridSweep(backfill_id, keys, _assert_settled_sweep(stack, backfill_id, keys)[0])
+    return GridSweep(run_id, keys, _assert_settled_sweep(stack, run_id, keys)[0], launched.stdout)
 
 
-def test_a_grid_sweep_launched_from_the_cli(stack, grid_sweep, tmp_path):
-    """`iris-sweep launch examples/sweep.yaml`: six trials, one parent, six children, the best registered;
-    declaring the sweep again with one more value adds only the trials it did not have."""
-    backfill_id, keys = grid_sweep.backfill_id, grid_sweep.keys
+def test_a_grid_sweep_launched_from_the_cli_with_wait(stack, grid_sweep, tmp_path):
+    """`iris-sweep launch examples/sweep.yaml --wait`: six trials, one parent, six children, the best
+    registered; a line per finished trial, then the decision; declaring the sweep again with one
+    more value adds only the trials it did not have."""
+    run_id, keys = grid_sweep.run_id, grid_sweep.keys
     assert len(keys) == 6
-    backfill = stack.instance.get_backfill(backfill_id)
-    wait_until(
-        lambda: stack.instance.get_backfill(backfill_id).status.value == "COMPLETED_SUCCESS", 120, "the backfill"
-    )
-    assert sorted(backfill.asset_selection) == sorted(asset.key for asset in TUNING_ASSETS)
-    for asset in ("trial_model", "trial_metrics"):
-        assert stack.instance.get_materialized_partitions(dg.AssetKey(asset)) >= set(keys)
+    assert stack.instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+    parent, by_key, best, version = _assert_settled_sweep(stack, run_id, keys)
+    lines = grid_sweep.output.splitlines()
+    progress = [line for line in lines if line.startswith("trial ")]
+    assert [line.split()[1] for line in progress] == [f"{n}/6" for n in range(1, 7)], lines
+    assert sorted(line.split()[2].rstrip(":") for line in progress) == sorted(keys)
+    for line in progress:
+        key = line.split()[2].rstrip(":")
+        assert f": accuracy {by_key[key].data.metrics['accuracy']:.3f} (best so far: " in line, line
+    assert progress[-1].endswith(f"(best so far: {best[0]} {best[1].data.metrics['accuracy']:.3f})")
+    decision = "champion" if version.tags[PROMOTION_TAG] == "promoted" else "not promoted"
+    assert lines[-2].startswith(
+        f"best trial {best[0]}: accuracy {best[1].data.metrics['accuracy']:.3f}; registered "
+        f"{DEFAULT_REGISTERED_MODEL}/{version.version}: {decision} ("
+    ), lines
+    assert lines[-1] == f"sweep {run_id}: SUCCESS"
 
     # The same sweep with one more forest size: two more trials (one per depth), nothing else.
     spec = yaml.safe_load(SWEEP_FILE.read_text())
@@ -223,56 +254,39 @@ def test_a_grid_sweep_launched_from_the_cli(stack, grid_sweep, tmp_path):
     bigger = tmp_path / "bigger.yaml"
     bigger.write_text(yaml.safe_dump(spec))
     before = set(_partitions(stack))
-    declared = Service(
-        "iris-sweep-declare", ["iris-sweep", "declare", str(bigger), "--dagster-url", stack.url], tmp_path
-    )
-    assert declared.process.wait(120) == 0, declared.log()
+    declared = stack.iris_sweep("declare", str(bigger))
+    assert declared.returncode == 0, declared.stderr
     added = set(_partitions(stack)) - before
     assert added == {"max_depth=2__n_estimators=200", "max_depth=10__n_estimators=200"}
-    assert "8 trial(s) declared, 2 new" in declared.log()
-    again = Service("iris-sweep-again", ["iris-sweep", "declare", str(bigger), "--dagster-url", stack.url], tmp_path)
-    assert again.process.wait(120) == 0 and "0 new" in again.log()
+    assert "8 trial(s) declared, 2 new" in declared.stdout
+    again = stack.iris_sweep("declare", str(bigger))
+    assert again.returncode == 0 and "0 new" in again.stdout
 
 
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}
-"""
-ADD_PARTITION = """
-mutation($selector: RepositorySelector!, $name: String!, $key: String!) {
-  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) { __typename }
-}
-"""
+def test_a_sweep_launched_from_the_launchpad(stack, pipeline_ran):
+    """The UI's call: the Launchpad of iris_sweep, the sweep under ops.open_sweep.config; one trial."""
+    config = {"ops": {"open_sweep": {"config": {"name": "one", "grid": {"n_estimators": [7], "max_depth": [3]}}}}}
+    run_id = launch_job(stack.port, "iris_sweep", config)
+    assert wait_for_run(stack.port, run_id, timeout=SWEEP_WAIT) == "SUCCESS", stack.logs()
+    parent, _, _, _ = _assert_settled_sweep(stack, run_id, ["max_depth=3__n_estimators=7"])
+    assert parent.data.tags["mlflow.runName"] == "sweep-one"
 
 
-def test_a_failed_trial_fails_the_sweep_until_it_is_re_executed(stack):
-    """Through the UI's calls (add the partitions, "Materialize" the tuning group over them): a trial's
-    run worker killed mid-step ends the parent FAILED naming it; re-executing that trial from failure
-    continues its child run, and the sweep is then settled FINISHED with its best trial registered."""
+def test_a_failed_trial_fails_the_sweep_until_it_is_re_executed(stack, pipeline_ran, tmp_path):
+    """`--wait` on a sweep whose trial's run worker is killed mid-step: the sweep fails naming it, its
+    parent ends FAILED; re-executing that trial from failure continues its child run, and
+    re-executing the sweep from failure settles the same parent FINISHED with its best trial registered."""
     slow, quick = "max_depth=4__n_estimators=1500", "max_depth=4__n_estimators=5"
-    for key in (slow, quick):
-        added = graphql(stack.port, ADD_PARTITION, {"selector": REPOSITORY_SELECTOR, "name": "iris_trials", "key": key})
-        assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", added
-    params = {
-        "assetSelection": [{"path": asset.key.path} for asset in TUNING_ASSETS],
-        "partitionNames": [slow, quick],
-        "fromFailure": False,
-        "tags": [],
-    }
-    answer = graphql(stack.port, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-    assert answer["__typename"] == "LaunchBackfillSuccess", answer
-    backfill_id = answer["backfillId"]
+    sweep_file = tmp_path / "slow.yaml"
+    sweep_file.write_text(yaml.safe_dump({"name": "slow", "grid": {"n_estimators": [1500, 5], "max_depth": [4]}}))
+    follower = subprocess.Popen(
+        [str(BIN / "iris-sweep"), "launch", str(sweep_file), "--wait", "--dagster-url", stack.url],
+        cwd=tmp_path, env={**os.environ, **stack.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
 
     # The slow trial's run worker, once its step has opened the trial's child run: killed.
     def slow_trial_bound():
-        runs = stack.instance.get_runs(
-            filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id, "dagster/partition": slow})
-        )
+        runs = stack.instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": slow}))
         if not runs or RUN_WORKER_TAG not in runs[0].tags:
             return None
         children = [c for p in _parents(stack) for c in _children(stack, p.info.run_id)]
@@ -282,17 +296,25 @@ def test_a_failed_trial_fails_the_sweep_until_it_is_re_executed(stack):
     victim = wait_until(slow_trial_bound, timeout=SWEEP_WAIT, what="the slow trial's child run", interval=0.2)
     os.kill(int(victim.tags[RUN_WORKER_TAG].split(":")[1]), signal.SIGKILL)
 
-    parent = _wait_for_parent(stack, backfill_id, "FAILED")
-    assert parent.data.tags[FAILED_TRIALS_TAG] == slow
-    failed_run = stack.instance.get_run_by_id(victim.run_id)
-    assert failed_run.status == dg.DagsterRunStatus.FAILURE
+    out, err = follower.communicate(timeout=SWEEP_WAIT)
+    assert follower.returncode == 1, (out, err)
+    sweep_run_id = victim.tags[SWEEP_TAG]
+    assert f"wait_for_trials failed: 1 trial(s) failed: {slow}." in out, out
+    assert out.splitlines()[-1] == f"sweep {sweep_run_id}: FAILURE"
+    parent = _parent_of(stack, sweep_run_id)
+    assert parent.info.status == "FAILED" and parent.data.tags[FAILED_TRIALS_TAG] == slow
     (killed_child,) = [c for c in _children(stack, parent.info.run_id) if c.data.tags[TRIAL_TAG] == slow]
     assert killed_child.info.status == "FAILED"
 
-    # "Re-execute from failure" on the trial's run: the same child run continues and finishes.
+    # "Re-execute from failure" on the trial's run: the same child run continues and finishes;
+    # then on the sweep's run: the same parent continues and settles.
     retry = reexecute_from_failure(stack.port, victim.run_id)
     assert wait_for_run(stack.port, retry, timeout=300) == "SUCCESS", stack.logs()
-    _, by_key = _assert_settled_sweep(stack, backfill_id, [slow, quick])
+    sweep_retry = reexecute_from_failure(stack.port, sweep_run_id)
+    assert wait_for_run(stack.port, sweep_retry, timeout=SWEEP_WAIT) == "SUCCESS", stack.logs()
+    settled, by_key, _, _ = _assert_settled_sweep(stack, sweep_run_id, [slow, quick])
+    assert settled.info.run_id == parent.info.run_id
+    assert settled.data.tags["dagster_run_ids"].split() == [sweep_run_id, sweep_retry]
     assert by_key[slow].info.run_id == killed_child.info.run_id
     assert by_key[slow].data.tags["dagster_run_ids"].split() == [victim.run_id, retry]
 

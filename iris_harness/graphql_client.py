@@ -44,9 +44,8 @@ def graphql(port: int, query: str, variables: dict) -> dict:
 
 
 def materialize_all_params() -> dict:
-    """What the UI's "Materialize all" on the pipeline's group (`iris`) sends: the implicit asset
-    job, every asset and check of the group. (The tuning group's partitioned assets are
-    launched as a backfill instead; see the sweeps.)"""
+    """What the UI's "Materialize all" sends (on the global lineage or the `iris` group: the same
+    assets, since sweeps are jobs): the implicit asset job, every asset and check."""
     graph = defs.resolve_asset_graph()
     keys = [key for key in graph.get_all_asset_keys() if graph.get(key).group_name == groups.PIPELINE]
     return {

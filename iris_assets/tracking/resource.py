@@ -287,6 +287,10 @@ class MlflowRun(dg.ConfigurableResource):
         lineage = upstream_runs(context, self.run_id)
         if lineage:
             self.set_tags(lineage)
+        return self.link_run()
+
+    def link_run(self) -> dict[str, dg.MetadataValue]:
+        """Metadata pointing at this MLflow run (an op's output: no asset lineage to record)."""
         return {
             RUN_ID_METADATA_KEY: dg.MetadataValue.text(self.run_id),
             RUN_URL_METADATA_KEY: dg.MetadataValue.url(self.run_url),

@@ -1,15 +1,16 @@
-"""Launching a sweep: declare its trials, then one backfill of the tuning group. CLI and Python.
+"""Launching a sweep: one run of the job ``iris_sweep`` with the sweep file as its config. CLI and Python.
 
-    iris-sweep launch examples/sweep.yaml [--dagster-url URL] [--executor celery]
-    iris-sweep declare examples/sweep.yaml      # only add the trials (partitions)
+    iris-sweep launch examples/sweep.yaml [--wait] [--dagster-url URL] [--executor celery]
+    iris-sweep declare examples/sweep.yaml      # only add the trials (partitions of iris_trials)
 
-Both talk to the Dagster webserver's GraphQL API (``$DAGSTER_UI_URL``, the daemon
-must run), the same calls the UI makes: a trial is added as a partition of
-``iris_trials`` (one already declared is left alone: declaring a sweep again adds
-only its new trials), and the backfill materialises ``sweep``, the file's trials
-and ``best_trial``. From Python: ``launch_sweep("examples/sweep.yaml")`` returns the
-backfill's id. In the UI, the same: add the partitions, select the tuning group,
-"Materialize", pick the trials.
+It talks to the Dagster webserver's GraphQL API (``$DAGSTER_UI_URL``; the daemon must
+run: it starts the trials), making the UI's own calls: the Launchpad of ``iris_sweep``
+with the file's content under ``ops.open_sweep.config``. Before launching anything it
+checks the file and that the pipeline has run (the trials need its ``splits``), each
+refusal in one line. ``--wait`` follows the sweep: a line per finished trial, then the
+best trial, its registry version and the promotion decision; the exit status is 1 when
+the sweep failed, naming the failed trials. From Python: ``launch_sweep(path)`` returns
+the sweep's run id; ``wait_for_sweep(run_id)`` follows it.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from iris_assets import settings
-from iris_assets.tuning.assets import TRIALS, best_trial, sweep, trial_metrics, trial_model
+from iris_assets.tuning.jobs import SWEEP_JOB
+from iris_assets.tuning.ops import NO_SPLITS, TRIALS_NAME, open_sweep
 from iris_assets.tuning.space import Sweep, SweepError, load
-
-TUNING_ASSETS = (sweep, trial_model, trial_metrics, best_trial)
 
 # The code location of workspace.yaml (and of the compose deployment), as the UI names it.
 REPOSITORY_SELECTOR = {"repositoryLocationName": "iris_assets", "repositoryName": "__repository__"}
@@ -40,18 +41,32 @@ mutation($selector: RepositorySelector!, $name: String!, $key: String!) {
   }
 }
 """
-_LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
+_LAUNCH = """
+mutation($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
     __typename
-    ... on LaunchBackfillSuccess { backfillId }
+    ... on LaunchRunSuccess { run { id } }
     ... on PythonError { message }
-    ... on PartitionSetNotFoundError { message }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { invalidOutputName }
+    ... on RunConfigValidationInvalid { errors { message } }
   }
 }
 """
+_SPLITS = """
+query { assetOrError(assetKey: {path: ["splits"]}) {
+  __typename ... on Asset { assetMaterializations(limit: 1) { runId } } } }
+"""
+_RUN = """
+query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status }
+  ... on PythonError { message } } }
+"""
+_LOGS = """
+query($id: ID!, $cursor: String) { logsForRun(runId: $id, afterCursor: $cursor) {
+  __typename ... on EventConnection { cursor hasMore events { __typename
+    ... on MessageEvent { message stepKey }
+    ... on ExecutionStepFailureEvent { error { message } } } } } }
+"""
+_OVER = {"SUCCESS", "FAILURE", "CANCELED"}
+_FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "
 
 
 class LaunchError(Exception):
@@ -82,7 +97,7 @@ def declare(path: str, url: Optional[str] = None) -> tuple[list[str], list[str]]
 def _declare(sweep: Sweep, url: str) -> tuple[list[str], list[str]]:
     added = []
     for key in sweep.keys:
-        answer = _graphql(url, _ADD_PARTITION, {"selector": REPOSITORY_SELECTOR, "name": TRIALS.name, "key": key})
+        answer = _graphql(url, _ADD_PARTITION, {"selector": REPOSITORY_SELECTOR, "name": TRIALS_NAME, "key": key})
         kind = answer["addDynamicPartition"]["__typename"]
         if kind == "AddDynamicPartitionSuccess":
             added.append(key)
@@ -91,49 +106,96 @@ def _declare(sweep: Sweep, url: str) -> tuple[list[str], list[str]]:
     return sweep.keys, added
 
 
-def launch_sweep(path: str, url: Optional[str] = None, executor: Optional[str] = None) -> str:
-    """Declare the sweep's trials and launch one backfill of the tuning group over them; its id."""
+def sweep_config(path: str, executor: Optional[str] = None) -> dict[str, Any]:
+    """The run config of ``iris_sweep`` for a sweep file (validated: a bad file is refused here)."""
+    import yaml
+
     sweep = load(path)
-    url = url or settings.current().dagster_ui_url
-    keys, _ = _declare(sweep, url)
-    params: dict[str, Any] = {
-        "assetSelection": [{"path": asset.key.path} for asset in TUNING_ASSETS],
-        "partitionNames": keys,
-        "title": f"sweep {sweep.name}",
-    }
+    with open(path) as file:
+        spec = yaml.safe_load(file)
+    config = {"name": sweep.name, **{k: spec[k] for k in ("grid", "random") if k in spec}}
     if executor:
-        params["runConfigData"] = json.dumps({"execution": {"config": {executor: {}}}})
-    answer = _graphql(url, _LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-    if answer["__typename"] != "LaunchBackfillSuccess":
-        raise LaunchError(f"the backfill was refused: {answer}")
-    return answer["backfillId"]
+        config["executor"] = executor
+    return {"ops": {open_sweep.name: {"config": config}}}
+
+
+def launch_sweep(path: str, url: Optional[str] = None, executor: Optional[str] = None) -> str:
+    """Launch one run of ``iris_sweep`` for a sweep file; its run id. Refuses, launching nothing,
+    when the file is bad or the pipeline never ran."""
+    url = url or settings.current().dagster_ui_url
+    run_config = sweep_config(path, executor)
+    splits = _graphql(url, _SPLITS, {})["assetOrError"]
+    if splits.get("__typename") != "Asset" or not splits.get("assetMaterializations"):
+        raise LaunchError(NO_SPLITS)
+    params = {
+        "mode": "default",
+        "selector": {**REPOSITORY_SELECTOR, "pipelineName": SWEEP_JOB},
+        "runConfigData": json.dumps(run_config),
+        "executionMetadata": {"tags": []},
+    }
+    answer = _graphql(url, _LAUNCH, {"executionParams": params})["launchPipelineExecution"]
+    if answer["__typename"] != "LaunchRunSuccess":
+        raise LaunchError(f"the sweep was refused: {answer}")
+    return answer["run"]["id"]
+
+
+# What the sweep's run logs as it goes (tuning/ops.py): a line per trial, then the decision.
+_PROGRESS = ("trial ", "best trial ")
+
+
+def wait_for_sweep(run_id: str, url: Optional[str] = None, out: Callable[[str], None] = print) -> str:
+    """Follow a sweep run to its end, passing on its progress lines; its final status."""
+    url = url or settings.current().dagster_ui_url
+    cursor: Optional[str] = None
+    while True:
+        status = _graphql(url, _RUN, {"id": run_id})["runOrError"].get("status")
+        while True:
+            logs = _graphql(url, _LOGS, {"id": run_id, "cursor": cursor})["logsForRun"]
+            cursor = logs.get("cursor", cursor)
+            for event in logs.get("events", []):
+                message = event.get("message") or ""
+                if event["__typename"] == "LogMessageEvent" and message.startswith(_PROGRESS):
+                    out(message)
+                elif event["__typename"] == "ExecutionStepFailureEvent" and event.get("error"):
+                    reason = event["error"]["message"].strip().removeprefix(_FAILURE_PREFIX)
+                    out(f"{event.get('stepKey')} failed: {reason}")
+            if not logs.get("hasMore"):
+                break
+        if status in _OVER:
+            return status
+        time.sleep(1)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="iris-sweep", description="Declare and launch hyperparameter sweeps.")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("declare", "add the file's trials as partitions"),
-        ("launch", "declare, then launch one backfill"),
+        ("declare", "add the file's trials as partitions of iris_trials"),
+        ("launch", "launch one run of iris_sweep for the file (its trials follow)"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("file", help="a sweep file (YAML)")
         command.add_argument("--dagster-url", help="the Dagster webserver (default: $DAGSTER_UI_URL)")
         if name == "launch":
             command.add_argument("--executor", choices=["in_process", "multiprocess", "celery"], help="for every trial")
+            command.add_argument("--wait", action="store_true", help="follow the sweep to its end")
     args = parser.parse_args(argv)
     try:
+        url = (args.dagster_url or settings.current().dagster_ui_url).rstrip("/")
         if args.command == "declare":
-            keys, added = declare(args.file, args.dagster_url)
+            keys, added = declare(args.file, url)
             print(f"{len(keys)} trial(s) declared, {len(added)} new: {', '.join(added) or 'none'}")
-        else:
-            backfill = launch_sweep(args.file, args.dagster_url, args.executor)
-            url = (args.dagster_url or settings.current().dagster_ui_url).rstrip("/")
-            print(f"backfill {backfill}: {url}/runs/b/{backfill}")
+            return 0
+        run_id = launch_sweep(args.file, url, args.executor)
+        print(f"sweep {run_id}: {url}/runs/{run_id}", flush=True)
+        if not args.wait:
+            return 0
+        status = wait_for_sweep(run_id, url, lambda line: print(line, flush=True))
+        print(f"sweep {run_id}: {status}")
+        return 0 if status == "SUCCESS" else 1
     except (SweepError, LaunchError, settings.SettingError) as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

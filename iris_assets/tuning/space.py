@@ -73,8 +73,14 @@ def load(path: str | Path) -> Sweep:
 
     try:
         spec = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise SweepError(f"{path}: cannot be read as YAML ({error})") from None
+    except OSError as error:
+        raise SweepError(f"{path}: cannot be read ({error.strerror})") from None
+    except yaml.YAMLError as error:  # one line: where, and what (PyYAML's own message draws a caret diagram)
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        context = getattr(error, "context", None)
+        raise SweepError(f"{where}: {problem}" + (f" ({context})" if context else "")) from None
     return parse(spec, str(path))
 
 

@@ -227,8 +227,9 @@ def test_a_client_without_storage_credentials_downloads_artifacts(scaleout, tmp_
 def test_an_eight_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outcome):
     """A sweep of 8 trials launched from Python with the celery executor, through the run queue on the workers: one parent, 8 children, nothing mixed"""
     from iris_assets.settings import DEFAULT_TUNING_EXPERIMENT
-    from iris_assets.tuning.assets import BACKFILL_TAG, SWEEP_PARENT_TAG, TRIAL_TAG
-    from iris_assets.tuning.launch import launch_sweep
+    from iris_assets.tracking.election import announced_mlflow_runs
+    from iris_assets.tuning.launch import launch_sweep, wait_for_sweep
+    from iris_assets.tuning.ops import SWEEP_PARENT_TAG, SWEEP_TAG, TRIAL_TAG
 
     if instance.get_latest_materialization_event(dg.AssetKey("splits")) is None:  # the sweep pins the splits
         first = launch_job(scaleout.topology.web_port, run_config=CELERY)
@@ -237,21 +238,20 @@ def test_an_eight_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
         )
     sweep_file = tmp_path / "eight.yaml"
     sweep_file.write_text("name: eight\ngrid:\n  n_estimators: [10, 20, 30, 40]\n  max_depth: [3, 6]\n")
-    backfill_id = launch_sweep(str(sweep_file), scaleout.topology.env["DAGSTER_UI_URL"], executor="celery")
+    url = scaleout.topology.env["DAGSTER_UI_URL"]
+    sweep_run_id = launch_sweep(str(sweep_file), url, executor="celery")
+    progress: list[str] = []
+    status = wait_for_sweep(sweep_run_id, url, progress.append)
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={SWEEP_TAG: sweep_run_id}))
+    assert status == "SUCCESS", [_why(scaleout, instance, r.run_id) for r in [*runs]] + progress
+    assert sum(line.startswith("trial ") for line in progress) == 8, progress
 
     client = scaleout.topology.mlflow_client()
-
-    def settled_parent():
-        experiment = client.get_experiment_by_name(DEFAULT_TUNING_EXPERIMENT)
-        if experiment is None:
-            return None
-        parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{SWEEP_PARENT_TAG}` = 'true'")
-        mine = [p for p in parents if p.data.tags.get(BACKFILL_TAG) == backfill_id]
-        return mine and mine[0].info.status != "RUNNING" and (parents, mine[0])
-
-    parents, parent = wait_until(settled_parent, timeout=900, what="the sweep to settle", interval=3)
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-    assert parent.info.status == "FINISHED", [_why(scaleout, instance, r.run_id) for r in runs]
+    experiment = client.get_experiment_by_name(DEFAULT_TUNING_EXPERIMENT)
+    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{SWEEP_PARENT_TAG}` = 'true'")
+    (parent_id,) = set(announced_mlflow_runs(instance, sweep_run_id))
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
     assert len(parents) == 1  # one parent for the one sweep
     experiment_id = parent.info.experiment_id
     children = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -261,7 +261,7 @@ def test_an_eight_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
     assert len(trial_runs) == 8 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in trial_runs.values())
     workers = []
     for child in children:
-        dagster_run = trial_runs[child.data.tags["dagster_run_id"]]  # its own trial's run, of this backfill
+        dagster_run = trial_runs[child.data.tags["dagster_run_id"]]  # its own trial's run, of this sweep
         key = dagster_run.tags["dagster/partition"]
         assert child.data.tags[TRIAL_TAG] == key and child.info.status == "FINISHED"
         n_estimators, max_depth = int(key.split("n_estimators=")[1]), int(key.split("__")[0].split("=")[1])
@@ -269,9 +269,11 @@ def test_an_eight_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
         assert child.data.params["max_depth"] == str(max_depth)
         assert child.data.tags["dagster_run_ids"] == dagster_run.run_id
         by_step = _workers_by_step(scaleout, instance, dagster_run.run_id)
-        assert set(by_step) == {"trial_model", "trial_metrics"} and None not in by_step.values(), by_step
+        assert set(by_step) == {"trial"} and None not in by_step.values(), by_step
         workers += by_step.values()
-        assert f"dagster/trial_model/{key}/{dagster_run.run_id}.pickle" in scaleout.store.keys("dagster/trial_model/")
+        assert f"dagster/{dagster_run.run_id}/trial/result.pickle" in scaleout.store.keys(
+            f"dagster/{dagster_run.run_id}/"
+        )
     assert len({child.data.tags["dagster_run_id"] for child in children}) == 8
     assert parent.data.metrics["trials"] == 8
     outcome.note(
