@@ -122,12 +122,12 @@ def test_materialize_all_in_the_dagster_ui(browser, stack, screenshots, tracking
     def shot(page, name: str) -> None:
         page.screenshot(path=f"{screenshots}/{name}.png")
 
-    # Issue step 2, as a new user finds it: Overview -> Lineage, the global asset graph, "Materialize
+    # Issue step 2, as a new user finds it: the navigation's Lineage, the global asset graph, "Materialize
     # all": one click, one run (sweeps are jobs, not assets: no partition dialog, no backfill).
     page.goto(f"{dagster_url}/overview")
-    page.get_by_role("tab", name="Lineage").or_(page.get_by_role("link", name="Lineage", exact=True)).first.click()
+    page.get_by_text("Lineage", exact=True).click()  # the navigation's entry
     page.wait_for_url(re.compile(r"/asset-groups"))
-    materialize = page.get_by_role("button", name="Materialize all", exact=True)
+    materialize = page.get_by_role("button", name=re.compile(r"Materialize all$"))  # no "…": no partition dialog
     expect(materialize).to_be_enabled()
     shot(page, "00-global-lineage")
     materialize.click()
@@ -156,6 +156,7 @@ def test_materialize_all_in_the_dagster_ui(browser, stack, screenshots, tracking
     assert sorted(artifact_paths(tracking_uri, run.info.run_id)) == sorted(EXPECTED_ARTIFACTS)
     assert run.data.tags["dagster_run_id"] == run_id
     assert run.data.tags["dagster_run_url"] == f"{dagster_url}/runs/{run_id}"
+    assert run.data.tags["mlflow.runName"] == f"iris_pipeline-{run_id[:8]}"  # not __ASSET_JOB
     run_url = (
         f"{mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
     )

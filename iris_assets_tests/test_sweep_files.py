@@ -96,6 +96,6 @@ def test_the_cli_reports_a_bad_file_or_an_unreachable_webserver(tmp_path, capsys
         "(while parsing a flow sequence)\n"
     )
     good = REPO_ROOT / "examples" / "sweep.yaml"
-    assert launch.main(["declare", str(good), "--dagster-url", "http://127.0.0.1:9"]) == 2
+    assert launch.main(["launch", str(good), "--dagster-url", "http://127.0.0.1:9"]) == 2
     error = capsys.readouterr().err
     assert "the Dagster webserver at http://127.0.0.1:9 cannot be reached" in error

@@ -225,10 +225,9 @@ def grid_sweep(stack, pipeline_ran) -> GridSweep:
     return GridSweep(run_id, keys, _assert_settled_sweep(stack, run_id, keys)[0], launched.stdout)
 
 
-def test_a_grid_sweep_launched_from_the_cli_with_wait(stack, grid_sweep, tmp_path):
+def test_a_grid_sweep_launched_from_the_cli_with_wait(stack, grid_sweep):
     """`iris-sweep launch examples/sweep.yaml --wait`: six trials, one parent, six children, the best
-    registered; a line per finished trial, then the decision; declaring the sweep again with one
-    more value adds only the trials it did not have."""
+    registered; a line per finished trial, then the decision."""
     run_id, keys = grid_sweep.run_id, grid_sweep.keys
     assert len(keys) == 6
     assert stack.instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
@@ -248,19 +247,8 @@ def test_a_grid_sweep_launched_from_the_cli_with_wait(stack, grid_sweep, tmp_pat
     ), lines
     assert lines[-1] == f"sweep {run_id}: SUCCESS"
 
-    # The same sweep with one more forest size: two more trials (one per depth), nothing else.
-    spec = yaml.safe_load(SWEEP_FILE.read_text())
-    spec["grid"]["n_estimators"].append(200)
-    bigger = tmp_path / "bigger.yaml"
-    bigger.write_text(yaml.safe_dump(spec))
-    before = set(_partitions(stack))
-    declared = stack.iris_sweep("declare", str(bigger))
-    assert declared.returncode == 0, declared.stderr
-    added = set(_partitions(stack)) - before
-    assert added == {"max_depth=2__n_estimators=200", "max_depth=10__n_estimators=200"}
-    assert "8 trial(s) declared, 2 new" in declared.stdout
-    again = stack.iris_sweep("declare", str(bigger))
-    assert again.returncode == 0 and "0 new" in again.stdout
+    # Every trial is a partition of iris_trials, declared by the sweep.
+    assert set(keys) <= set(_partitions(stack))
 
 
 def test_a_sweep_launched_from_the_launchpad(stack, pipeline_ran):
@@ -303,8 +291,13 @@ def test_a_failed_trial_fails_the_sweep_until_it_is_re_executed(stack, pipeline_
     assert out.splitlines()[-1] == f"sweep {sweep_run_id}: FAILURE"
     parent = _parent_of(stack, sweep_run_id)
     assert parent.info.status == "FAILED" and parent.data.tags[FAILED_TRIALS_TAG] == slow
-    (killed_child,) = [c for c in _children(stack, parent.info.run_id) if c.data.tags[TRIAL_TAG] == slow]
-    assert killed_child.info.status == "FAILED"
+
+    # The killed trial's child run is ended FAILED by the run-failure sensor (within its interval).
+    def killed_child_closed():
+        (child,) = [c for c in _children(stack, parent.info.run_id) if c.data.tags[TRIAL_TAG] == slow]
+        return child.info.status == "FAILED" and child
+
+    killed_child = wait_until(killed_child_closed, timeout=120, what="the killed trial's child run to end FAILED")
 
     # "Re-execute from failure" on the trial's run: the same child run continues and finishes;
     # then on the sweep's run: the same parent continues and settles.

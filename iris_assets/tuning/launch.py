@@ -1,7 +1,6 @@
 """Launching a sweep: one run of the job ``iris_sweep`` with the sweep file as its config. CLI and Python.
 
     iris-sweep launch examples/sweep.yaml [--wait] [--dagster-url URL] [--executor celery]
-    iris-sweep declare examples/sweep.yaml      # only add the trials (partitions of iris_trials)
 
 It talks to the Dagster webserver's GraphQL API (``$DAGSTER_UI_URL``; the daemon must
 run: it starts the trials), making the UI's own calls: the Launchpad of ``iris_sweep``
@@ -26,21 +25,12 @@ from typing import Any, Optional
 
 from iris_assets import settings
 from iris_assets.tuning.jobs import SWEEP_JOB
-from iris_assets.tuning.ops import NO_SPLITS, TRIALS_NAME, open_sweep
-from iris_assets.tuning.space import Sweep, SweepError, load
+from iris_assets.tuning.ops import NO_SPLITS, open_sweep
+from iris_assets.tuning.space import SweepError, load
 
 # The code location of workspace.yaml (and of the compose deployment), as the UI names it.
 REPOSITORY_SELECTOR = {"repositoryLocationName": "iris_assets", "repositoryName": "__repository__"}
 
-_ADD_PARTITION = """
-mutation($selector: RepositorySelector!, $name: String!, $key: String!) {
-  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
-    __typename
-    ... on PythonError { message }
-    ... on DuplicateDynamicPartitionError { partitionName }
-  }
-}
-"""
 _LAUNCH = """
 mutation($executionParams: ExecutionParams!) {
   launchPipelineExecution(executionParams: $executionParams) {
@@ -87,23 +77,6 @@ def _graphql(url: str, query: str, variables: dict) -> dict:
     if body.get("errors"):
         raise LaunchError(f"the Dagster webserver at {url} answered: {body['errors'][0].get('message')}")
     return body["data"]
-
-
-def declare(path: str, url: Optional[str] = None) -> tuple[list[str], list[str]]:
-    """Add the sweep's trials as partitions: (every trial's key, the keys that were new)."""
-    return _declare(load(path), url or settings.current().dagster_ui_url)
-
-
-def _declare(sweep: Sweep, url: str) -> tuple[list[str], list[str]]:
-    added = []
-    for key in sweep.keys:
-        answer = _graphql(url, _ADD_PARTITION, {"selector": REPOSITORY_SELECTOR, "name": TRIALS_NAME, "key": key})
-        kind = answer["addDynamicPartition"]["__typename"]
-        if kind == "AddDynamicPartitionSuccess":
-            added.append(key)
-        elif kind != "DuplicateDynamicPartitionError":
-            raise LaunchError(f"trial {key!r} could not be declared: {answer['addDynamicPartition']}")
-    return sweep.keys, added
 
 
 def sweep_config(path: str, executor: Optional[str] = None) -> dict[str, Any]:
@@ -167,25 +140,16 @@ def wait_for_sweep(run_id: str, url: Optional[str] = None, out: Callable[[str], 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="iris-sweep", description="Declare and launch hyperparameter sweeps.")
+    parser = argparse.ArgumentParser(prog="iris-sweep", description="Launch hyperparameter sweeps.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (
-        ("declare", "add the file's trials as partitions of iris_trials"),
-        ("launch", "launch one run of iris_sweep for the file (its trials follow)"),
-    ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("file", help="a sweep file (YAML)")
-        command.add_argument("--dagster-url", help="the Dagster webserver (default: $DAGSTER_UI_URL)")
-        if name == "launch":
-            command.add_argument("--executor", choices=["in_process", "multiprocess", "celery"], help="for every trial")
-            command.add_argument("--wait", action="store_true", help="follow the sweep to its end")
+    command = commands.add_parser("launch", help="launch one run of iris_sweep for the file (its trials follow)")
+    command.add_argument("file", help="a sweep file (YAML)")
+    command.add_argument("--dagster-url", help="the Dagster webserver (default: $DAGSTER_UI_URL)")
+    command.add_argument("--executor", choices=["in_process", "multiprocess", "celery"], help="for every trial")
+    command.add_argument("--wait", action="store_true", help="follow the sweep to its end")
     args = parser.parse_args(argv)
     try:
         url = (args.dagster_url or settings.current().dagster_ui_url).rstrip("/")
-        if args.command == "declare":
-            keys, added = declare(args.file, url)
-            print(f"{len(keys)} trial(s) declared, {len(added)} new: {', '.join(added) or 'none'}")
-            return 0
         run_id = launch_sweep(args.file, url, args.executor)
         print(f"sweep {run_id}: {url}/runs/{run_id}", flush=True)
         if not args.wait:
