@@ -193,3 +193,34 @@ def test_a_new_embedded_store_opened_by_many_processes_at_once(tmp_path):
     assert [process.returncode for process in processes] == [0] * 6, errors
     with sqlite3.connect(database) as connection:
         assert len(connection.execute("SELECT version_num FROM alembic_version").fetchall()) == 1
+
+
+def test_a_chain_of_retries_continues_its_first_mlflow_run(instance, tracking_uri):
+    """Original (a step fails; the others logged) -> retry from failure that fails before its step
+    binds -> re-execution from failure of that retry: one MLflow run, continued, FINISHED."""
+
+    def execute(run_config: dict, parent_run_id: str) -> "dg.JobExecutionResult":
+        return dg.execute_job(
+            dg.reconstructable(parallel_roots),
+            instance=instance,
+            run_config={
+                "resources": {"mlflow": {"config": {"mlflow_tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}}},
+                **run_config,
+            },
+            reexecution_options=dg.ReexecutionOptions.from_failure(parent_run_id, instance),
+            raise_on_error=False,
+        )
+
+    failing = roots_config(root_a={"fail": True})
+    original = _execute(instance, failing)
+    assert not original.success
+    (first,) = announced_mlflow_runs(instance, original.run_id)
+    retry = execute(failing, original.run_id)  # root_a fails again, before it logs: binds nothing
+    assert not retry.success and announced_mlflow_runs(instance, retry.run_id) == []
+    resumed = execute(roots_config(root_a={"fail": False}), retry.run_id)
+    assert resumed.success
+    assert announced_mlflow_runs(instance, resumed.run_id) == [first]
+    run = only_run(tracking_uri)  # one MLflow run for the whole chain
+    assert run.info.run_id == first and run.info.status == "FINISHED"
+    assert run.data.tags["dagster_run_ids"].split() == [original.run_id, resumed.run_id]
+    assert set(run.data.metrics) == set(ROOTS)  # every root logged into it once

@@ -130,11 +130,16 @@ def bind(config: TrackingConfig, instance: dg.DagsterInstance, dagster_run: dg.D
 
 
 def _continued_mlflow_run(instance: dg.DagsterInstance, dagster_run: dg.DagsterRun) -> Optional[str]:
-    """The MLflow run of the parent when this run re-executes it from failure."""
-    if not dagster_run.parent_run_id or not _is_from_failure(instance, dagster_run):
-        return None
-    announced = announced_mlflow_runs(instance, dagster_run.parent_run_id)
-    return announced[0] if announced else None
+    """The MLflow run of the chain this run re-executes from failure: its parent's, else (a retry
+    that failed before any step bound one) the nearest ancestor's, as long as each link of the
+    chain re-executes its parent from failure."""
+    current: Optional[dg.DagsterRun] = dagster_run
+    while current is not None and current.parent_run_id and _is_from_failure(instance, current):
+        announced = announced_mlflow_runs(instance, current.parent_run_id)
+        if announced:
+            return announced[0]
+        current = instance.get_run_by_id(current.parent_run_id)
+    return None
 
 
 def _is_from_failure(instance: dg.DagsterInstance, dagster_run: dg.DagsterRun) -> bool:
