@@ -20,8 +20,8 @@ from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NA
 # must fail a test, not go unnoticed); Dagster exports no constant for them:
 # - RESUME_RETRY_TAG, ASSET_RESUME_RETRY_TAG: a run that re-executes its parent from
 #   failure (the UI's "Re-execute from failure", `--from-failure`, automatic retries);
-# - BACKFILL_ID_TAG, PARTITION_NAME_TAG: every run of a backfill (its id) and of a
-#   partition (its key). A sweep is a backfill and its trials are partitions.
+# - BACKFILL_ID_TAG, PARTITION_NAME_TAG: every run of a backfill (its id: the IO manager
+#   reads the values its own backfill made) and of a partition (its key: a sweep's trial).
 from dagster._core.storage.tags import (
     ASSET_RESUME_RETRY_TAG,
     BACKFILL_ID_TAG,

@@ -81,10 +81,10 @@ def test_from_failure_step_keys_are_the_failed_step_and_what_follows(instance):
 
 
 def test_backfill_and_partition_tags_keep_their_values():
-    """dagster._core.storage.tags.BACKFILL_ID_TAG / PARTITION_NAME_TAG: a sweep's runs are found by
-    the first (its backfill) and its trials named by the second (their partition keys)."""
+    """dagster._core.storage.tags.BACKFILL_ID_TAG / PARTITION_NAME_TAG: the IO manager finds a
+    backfill's runs by the first, and a sweep names its trials by the second (their partition keys)."""
     assert dagster_private.BACKFILL_ID_TAG == "dagster/backfill", (
-        "Dagster renamed BACKFILL_ID_TAG: sweeps could no longer find their runs; update iris_assets/dagster_private.py"
+        "Dagster renamed BACKFILL_ID_TAG: a backfill's runs could no longer find its values; update iris_assets/dagster_private.py"
     )
     assert dagster_private.PARTITION_NAME_TAG == "dagster/partition", (
         "Dagster renamed PARTITION_NAME_TAG: sweeps could no longer name their trials; "

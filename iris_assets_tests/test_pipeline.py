@@ -18,7 +18,7 @@ from iris_assets_tests.mlflow_checks import (
 from iris_harness.environment import REPO_ROOT, run_cli
 from iris_harness.runs import iris_pipeline
 
-PIPELINE = dg.AssetSelection.groups(groups.PIPELINE)  # not the sweeps' group
+PIPELINE = dg.AssetSelection.groups(groups.PIPELINE)
 PIPELINE_ASSETS = PIPELINE.resolve(defs.resolve_asset_graph())
 
 

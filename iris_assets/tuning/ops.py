@@ -30,7 +30,7 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field
 
-from iris_assets import settings
+from iris_assets import dagster_private, settings
 from iris_assets.data.schema import Splits
 from iris_assets.evaluation.assets import evaluate_and_log
 from iris_assets.io_manager import stored_value
@@ -182,7 +182,7 @@ def trial_runs(instance: dg.DagsterInstance, sweep_run_id: str) -> dict[str, lis
     """Trial key -> its Dagster runs (re-executions included: they keep the sweep's tag), newest first."""
     by_key: dict[str, list[dg.DagsterRun]] = {}
     for run in instance.get_runs(filters=dg.RunsFilter(tags={SWEEP_TAG: sweep_run_id})):
-        key = run.tags.get("dagster/partition")
+        key = run.tags.get(dagster_private.PARTITION_NAME_TAG)
         if key is not None:
             by_key.setdefault(key, []).append(run)
     return by_key
