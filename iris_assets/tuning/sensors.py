@@ -13,12 +13,12 @@ from typing import Any
 
 import dagster as dg
 
-from iris_assets.tuning.jobs import SWEEP_JOB, iris_trial
+from iris_assets.tuning.jobs import SWEEP_JOB, TRIAL_JOB
 from iris_assets.tuning.ops import SWEEP_TAG, SweepSpec, open_sweep
 
 
 @dg.sensor(
-    job=iris_trial,
+    job_name=TRIAL_JOB,
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Start the trials of each sweep whose run has opened it (one iris_trial run per trial).",
