@@ -34,6 +34,7 @@ DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # where `dagster dev` listens 
 DEFAULT_CELERY_BROKER_URL = "pyamqp://guest@127.0.0.1:5672//"
 # The default split scores exactly 0.90: a 0.9 gate would sit on the edge.
 DEFAULT_MIN_ACCURACY = 0.85
+DEFAULT_OUTAGE_LIMIT_SECONDS = 60
 
 
 class SettingError(ValueError):
@@ -194,6 +195,26 @@ class Settings:
         "the Celery executor's broker (RabbitMQ); its password is read here, never written into run config",
         _non_empty,
     )
+    celery_result_backend: Optional[str] = _setting(
+        "IRIS_CELERY_RESULT_BACKEND",
+        "the instance's PostgreSQL (`db+` and `DAGSTER_POSTGRES_URL`), else `rpc://`",
+        "where Celery workers leave step results for the run worker; a database keeps them through a broker "
+        "restart, `rpc://` sends them over the broker (a restart then fails the runs in flight)",
+        _non_empty,
+    )
+    dagster_postgres_url: Optional[str] = _setting(
+        "DAGSTER_POSTGRES_URL",
+        "unset (a local instance keeps its storage in sqlite)",
+        "PostgreSQL of the deployment's Dagster instance (`deploy/dagster.yaml`), read by Dagster itself",
+        _non_empty,
+    )
+    outage_limit_seconds: int = _setting(
+        "IRIS_OUTAGE_LIMIT_SECONDS",
+        f"`{DEFAULT_OUTAGE_LIMIT_SECONDS}`",
+        "how long a run waits for a service it needs (tracking server, object store, Celery broker) to answer "
+        "again, at its start and in any call, before it fails naming the service",
+        _int_at_least(1),
+    )
     dagster_home: Optional[Path] = _setting(
         "DAGSTER_HOME",
         "`.iris_state/dagster_home/` (the `.env` that `scripts/install.sh` writes; `scripts/env.sh`)",
@@ -217,6 +238,7 @@ class Settings:
             "retrain_timezone": "UTC",
             "max_csv_bytes": 64 * 1024 * 1024,
             "celery_broker_url": DEFAULT_CELERY_BROKER_URL,
+            "outage_limit_seconds": DEFAULT_OUTAGE_LIMIT_SECONDS,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -245,6 +267,21 @@ class Settings:
     @property
     def resolved_tracking_uri(self) -> str:
         return self.tracking_uri or self.embedded_tracking_uri
+
+    @property
+    def resolved_celery_result_backend(self) -> str:
+        if self.celery_result_backend:
+            return self.celery_result_backend
+        database = self.dagster_postgres_sqlalchemy_url
+        return f"db+{database}" if database else "rpc://"
+
+    @property
+    def dagster_postgres_sqlalchemy_url(self) -> Optional[str]:
+        """``DAGSTER_POSTGRES_URL`` with the driver the deployment installs named, for SQLAlchemy."""
+        if not self.dagster_postgres_url:
+            return None
+        scheme, _, rest = self.dagster_postgres_url.partition("://")
+        return f"{'postgresql+psycopg2' if scheme in ('postgres', 'postgresql') else scheme}://{rest}"
 
     @property
     def resolved_landing_dir(self) -> Path:
@@ -283,14 +320,19 @@ STORAGE_CREDENTIALS: tuple[Setting, ...] = (
 )
 
 # Other programs' variables the package sets when unset. Telemetry off: MLflow writes an
-# installation id under ~/.config, onnxruntime a device id under ~/.cache. Bounded retries
-# against a tracking server: MLflow's defaults (7 retries, backoff factor 2, 120 s per
-# request) keep a step waiting minutes on a server that is down; these give up after
-# ~10 s of connection failures and ride out a restart shorter than that.
+# installation id under ~/.config, onnxruntime a device id under ~/.cache. Retries against
+# a tracking server bounded by the outage limit: MLflow's defaults (7 retries, backoff
+# factor 2, 120 s per request) keep a step waiting minutes on a server that is down;
+# these give up once the backoff has covered $IRIS_OUTAGE_LIMIT_SECONDS.
 PROCESS_DEFAULTS: tuple[Setting, ...] = (
     Setting("MLFLOW_DISABLE_TELEMETRY", "`true`", "MLflow telemetry off", "process default"),
     Setting("ORT_DISABLE_TELEMETRY", "`1`", "onnxruntime telemetry off", "process default"),
-    Setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "`3`", "retries of a tracking server request", "process default"),
+    Setting(
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "from `IRIS_OUTAGE_LIMIT_SECONDS` (`6` for 60 s)",
+        "retries of a tracking server request: the fewest whose backoff covers the outage limit",
+        "process default",
+    ),
     Setting("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "`1`", "backoff between those retries (s)", "process default"),
     Setting("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "`0.5`", "jitter added to the backoff (s)", "process default"),
     Setting("MLFLOW_HTTP_REQUEST_TIMEOUT", "`30`", "time-out of one tracking server request (s)", "process default"),
@@ -375,8 +417,28 @@ def _parsed(values: tuple[Optional[str], ...]) -> Settings:
 
 def apply_process_defaults() -> None:
     for setting in PROCESS_DEFAULTS:
-        os.environ.setdefault(setting.name, setting.default.strip("`"))
+        os.environ.setdefault(setting.name, _default_value(setting))
     _move_uri_credentials()
+
+
+# Process defaults that follow from a project setting, not from a constant.
+DERIVED_PROCESS_DEFAULTS = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES",)
+
+
+def _default_value(setting: Setting) -> str:
+    if setting.name == "MLFLOW_HTTP_REQUEST_MAX_RETRIES":
+        return str(http_retries_within(current().outage_limit_seconds))
+    return setting.default.strip("`")
+
+
+def http_retries_within(seconds: float) -> int:
+    """The fewest retries whose backoff reaches ``seconds``: urllib3 (MLflow's client) waits
+    0, then factor x 2, 4, 8... seconds (factor 1 here) before the 1st, 2nd, 3rd... retry."""
+    retries, waited = 1, 0.0
+    while waited < seconds:
+        retries += 1
+        waited += 2 ** (retries - 1)
+    return retries
 
 
 def _move_uri_credentials() -> None:
@@ -402,7 +464,7 @@ def _move_uri_credentials() -> None:
 def process_default(name: str) -> str:
     """The value in effect of a process default (the environment's, else the package's)."""
     (setting,) = [s for s in PROCESS_DEFAULTS if s.name == name]
-    return os.environ.get(name) or setting.default.strip("`")
+    return os.environ.get(name) or _default_value(setting)
 
 
 def credential_env_vars() -> dict[str, str]:
