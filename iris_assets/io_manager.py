@@ -15,24 +15,29 @@ output (a sweep's stages) is stored by ``UPathIOManager``'s own path, under its 
 ``<DAGSTER_HOME>/storage/assets``) or an S3 bucket (``s3://bucket/prefix``, with
 ``$AWS_ENDPOINT_URL`` for an S3-compatible server), through Dagster's
 ``UPathIOManager`` and fsspec (``s3fs``). Steps on other machines (Celery workers)
-need the bucket: a folder is only seen by its own machine.
+need the bucket: a folder is only seen by its own machine. A bucket that stops
+answering (a restart) is waited for, up to ``$IRIS_OUTAGE_LIMIT_SECONDS``
+(``execution.outages``); a missing key is an answer, never retried.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 from urllib.parse import quote
 
 import dagster as dg
 from pydantic import Field
 
 from iris_assets import dagster_private, settings
+from iris_assets.execution import outages
 
 if TYPE_CHECKING:
     from upath import UPath
+
+T = TypeVar("T")
 
 
 class RunScopedPickleIOManager(dg.UPathIOManager):
@@ -67,12 +72,11 @@ class RunScopedPickleIOManager(dg.UPathIOManager):
             temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             temporary.write_bytes(data)
             os.replace(temporary.path, path.path)
-        else:  # an object store's PUT is atomic
-            path.write_bytes(data)
+        else:  # an object store's PUT is atomic (and repeating it is harmless)
+            _patiently(self._base_path, lambda: path.write_bytes(data))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
-        with path.open("rb") as stored:
-            return pickle.load(stored)
+        return pickle.loads(_patiently(self._base_path, path.read_bytes))
 
     def load_input(self, context: dg.InputContext) -> Any:
         if not context.has_asset_key:  # an op's output (a sweep's stages): UPathIOManager's own path
@@ -91,7 +95,7 @@ class RunScopedPickleIOManager(dg.UPathIOManager):
         tried = []
         for run_id in _runs_to_read_from(context.instance, context.step_context.run_id, context.asset_key, partition):
             path = folder / f"{run_id}{self.extension}"
-            if path.exists():
+            if _patiently(self._base_path, path.exists):
                 # On the input's LOADED_INPUT event (no extra event-log write, as a log line would be).
                 if partition is None:
                     context.add_input_metadata({"stored_at": dg.MetadataValue.path(str(path)), "source_run_id": run_id})
@@ -101,6 +105,12 @@ class RunScopedPickleIOManager(dg.UPathIOManager):
             f"No stored value of asset {context.asset_key.to_user_string()!r}"
             f"{f' partition {partition!r}' if partition else ''} (looked for {tried}); materialise it first."
         )
+
+
+def _patiently(base: UPath, call: Callable[[], T]) -> T:
+    """``call()``, waited through an outage of the object store under ``base`` (a folder's errors are final)."""
+    store = outages.object_store(base)
+    return call() if store is None else outages.retrying(store, call)
 
 
 def _wants_dict(context: dg.InputContext) -> bool:
@@ -174,10 +184,10 @@ def storage_base(instance: dg.DagsterInstance, base_path: Optional[str] = None) 
 
 def stored_value(instance: dg.DagsterInstance, asset_key: dg.AssetKey, run_id: str) -> Any:
     """The value of an (unpartitioned) asset that one run stored: what a sweep pins for its trials."""
-    path = storage_base(instance).joinpath(*asset_key.path) / f"{run_id}{RunScopedPickleIOManager.extension}"
+    base = storage_base(instance)
+    path = base.joinpath(*asset_key.path) / f"{run_id}{RunScopedPickleIOManager.extension}"
     try:
-        with path.open("rb") as stored:
-            return pickle.load(stored)
+        return pickle.loads(_patiently(base, path.read_bytes))
     except FileNotFoundError:
         raise FileNotFoundError(
             f"No stored value of asset {asset_key.to_user_string()!r} from run {run_id} (looked for {path})"

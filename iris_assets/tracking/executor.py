@@ -1,7 +1,11 @@
 """The executor wrapper: what the run worker does around any executor, for MLflow and for liveness.
 
 * Before the first step, it records who runs the run (``runs.workers``), so a worker
-  killed outright can be told from one still working, and its runs closed.
+  killed outright can be told from one still working, and its runs closed; and it
+  waits, up to the outage limit, for the services the run needs to answer
+  (``execution.outages``): a retry launched during an outage waits for the recovery.
+* A step that cannot be handed to the Celery broker within the limit fails the run
+  naming the broker and its address.
 * After the last step, it ends the MLflow run a dead step process left RUNNING.
   Step processes end the MLflow run themselves (resource teardown, see
   ``closing.settle``); one killed mid-step cannot, but the run worker outlives
@@ -19,7 +23,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from iris_assets import settings
+from iris_assets import io_manager, settings
+from iris_assets.execution import outages
 from iris_assets.execution.heap import frozen_survivors
 from iris_assets.runs.workers import record_worker
 from iris_assets.tracking.closing import settle_after_steps
@@ -45,9 +50,15 @@ class SettlingExecutor(dg.Executor):
 
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
         record_worker(plan_context.instance, plan_context.dagster_run.run_id)
+        broker = getattr(self._inner, "broker", None)  # dagster-celery's executor: the run's broker URL
         try:
+            outages.wait_until_ready(self._services(plan_context, broker), plan_context.log.warning)
             with frozen_survivors():
                 yield from self._inner.execute(plan_context, execution_plan)
+        except Exception as error:
+            if broker is not None and outages.is_broker_error(error):
+                raise outages.broker_unavailable(broker, error) from error
+            raise
         finally:
             try:
                 settle_after_steps(plan_context.instance, plan_context.dagster_run, plan_context.log)
@@ -55,6 +66,15 @@ class SettlingExecutor(dg.Executor):
                 plan_context.log.warning(f"Could not end the MLflow run from the run worker: {error}")
             if settings.dagster_cli_run_command():
                 _log_summary(plan_context)
+
+    @staticmethod
+    def _services(plan_context, broker) -> list[outages.Service]:
+        services = [
+            outages.tracking_server(settings.current().resolved_tracking_uri),
+            outages.object_store(io_manager.storage_base(plan_context.instance)),
+            outages.celery_broker(broker) if broker is not None else None,
+        ]
+        return [service for service in services if service is not None]
 
 
 def _log_summary(plan_context) -> None:
