@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 # The implicit job of every asset: what "Materialize all" in the UI and `dg launch --assets`
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
 
     import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
 
 # The modules a step process imports to open the instance's sqlite storages, named for
 # the multiprocess forkserver to import once (execution.executor.STEP_PRELOAD); Dagster
@@ -53,10 +55,37 @@ __all__ = [
     "PARTITION_NAME_TAG",
     "STEP_STORAGE_MODULES",
     "RESUME_RETRY_TAG",
+    "celery_step",
     "engine_event_data",
     "from_failure_step_keys",
     "start_run_workers_with",
 ]
+
+
+@dataclass(frozen=True)
+class CeleryStep:
+    """What a dagster-celery step message names: the instance, the run and the step."""
+
+    instance_ref: InstanceRef
+    run_id: str
+    step_key: str
+
+
+def celery_step(packed: Mapping[str, object]) -> CeleryStep:
+    """The run and step of a dagster-celery ``execute_plan`` message (its packed ``ExecuteStepArgs``).
+
+    A worker must know them before it executes a step (``execution.step_task`` drops a
+    step whose run has ended); dagster-celery's task unpacks them only inside its body,
+    and the message's type lives in ``dagster._grpc.types``.
+    """
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import unpack_value
+
+    args = unpack_value(packed, as_type=ExecuteStepArgs)  # type: ignore[arg-type]
+    (step_key,) = args.step_keys_to_execute or [""]
+    if args.instance_ref is None:
+        raise ValueError(f"A step message of run {args.run_id} names no Dagster instance")
+    return CeleryStep(args.instance_ref, args.run_id, step_key)
 
 
 def engine_event_data(metadata: Mapping[str, dg.MetadataValue]) -> object:

@@ -16,6 +16,14 @@ twice, registration reuses a version). RabbitMQ's ``consumer_timeout`` must exce
 the longest step, or the broker takes the task back from a live worker. Redis, by
 contrast, redelivers by a visibility timeout, which also hands a long step to a
 second worker while the first still runs it; hence RabbitMQ.
+
+Broker restarts: step results are stored in the instance's PostgreSQL (Celery's
+database result backend), not sent over the broker, so a run worker waiting for a
+step loses nothing when the broker restarts; it publishes the next steps with
+retries for up to ``$IRIS_OUTAGE_LIMIT_SECONDS`` (``execution.outages``), and workers
+reconnect by themselves. A step's message that the broker hands out again after a
+restart is dropped by the worker when its run or step has ended or a live worker
+holds it (``execution.step_task``).
 """
 
 from __future__ import annotations
@@ -23,27 +31,35 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Optional
 
 from iris_assets import settings
+from iris_assets.execution import outages
 
-RESULT_BACKEND = "rpc://"  # results return over the broker (RabbitMQ): nothing else to run
 # What both sides of the queue must agree on (Celery's lowercase settings).
 CELERY_SETTINGS: dict[str, Any] = {
     "task_acks_late": True,  # acknowledged when the step ends, not when it starts...
     "task_reject_on_worker_lost": True,  # ...so a worker that dies gives its step back to the queue
     "worker_prefetch_multiplier": 1,  # a worker holds one step at a time
+    # A step goes on through a broker restart (its result is in the database, its
+    # redelivered message dropped): Celery's default, said explicitly.
+    "worker_cancel_long_running_tasks_on_connection_loss": False,
+    "broker_connection_retry_on_startup": True,
+    # Celery's result tables keep their default names (celery_taskmeta, celery_tasksetmeta):
+    # its `database_table_names` renames a class-global table, which the next backend
+    # built in the same process silently renames back.
+    "database_engine_options": {"pool_pre_ping": True},  # a connection PostgreSQL dropped is replaced
 }
-# The module Celery's app (dagster_celery.app) imports its settings from, when present.
-_CONFIG_MODULE = "dagster_celery_config"
-_CONFIG_SOURCE = '''"""Settings of this Celery worker, from iris_assets (no secret is written here)."""
-from iris_assets.execution.celery import worker_settings
 
-globals().update(worker_settings())
-'''
+
+def shared_settings() -> dict[str, Any]:
+    """``CELERY_SETTINGS`` and what follows from this environment: the publishing retry budget."""
+    return {
+        **CELERY_SETTINGS,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": outages.publish_retry_policy(outages.limit_seconds()),
+    }
 
 
 def executor_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -55,13 +71,18 @@ def executor_config(config: dict[str, Any]) -> dict[str, Any]:
     return {
         **config,
         "broker": config.get("broker") or settings.current().celery_broker_url,
-        "backend": config.get("backend") or RESULT_BACKEND,
-        "config_source": {**CELERY_SETTINGS, **(config.get("config_source") or {})},
+        "backend": config.get("backend") or settings.current().resolved_celery_result_backend,
+        "config_source": {**shared_settings(), **(config.get("config_source") or {})},
     }
 
 
 def worker_settings() -> dict[str, Any]:
-    return {"broker_url": settings.current().celery_broker_url, "result_backend": RESULT_BACKEND, **CELERY_SETTINGS}
+    current = settings.current()
+    return {
+        "broker_url": current.celery_broker_url,
+        "result_backend": current.resolved_celery_result_backend,
+        **shared_settings(),
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -71,16 +92,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
     settings.current()  # a bad environment value fails here, with its name, not in a step
-    config_dir = Path(tempfile.mkdtemp(prefix="iris-worker-"))
-    (config_dir / f"{_CONFIG_MODULE}.py").write_text(_CONFIG_SOURCE)
-    existing = settings.snapshot(("PYTHONPATH",))["PYTHONPATH"]
-    settings.export({"PYTHONPATH": os.pathsep.join(p for p in (str(config_dir), existing) if p)})
     command = [
         sys.executable,  # `python -m celery`: no need for the venv's bin on PATH
         "-m",
         "celery",
         "-A",
-        "dagster_celery.app",
+        "iris_assets.execution.step_task",
         "worker",
         "-Q",
         "dagster",

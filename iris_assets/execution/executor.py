@@ -9,8 +9,9 @@ default of our own: a multiprocess run that names no ``start_method`` forks its 
 processes from a forkserver that has already imported what every step imports
 (``STEP_PRELOAD``), instead of spawning each step as a fresh interpreter that imports
 it all again. ``celery``
-takes dagster-celery's, with the broker read from ``$IRIS_CELERY_BROKER_URL`` and the
-worker-loss settings of ``execution.celery`` filled in. Every mode is wrapped in the
+takes dagster-celery's, with the broker read from ``$IRIS_CELERY_BROKER_URL``, results
+kept in the instance's PostgreSQL, and the worker-loss settings of ``execution.celery``
+filled in. Every mode is wrapped in the
 tracking package's ``SettlingExecutor``, so the MLflow run is settled by the run
 worker whatever happened to the step processes or workers.
 """
@@ -29,7 +30,18 @@ from iris_assets.tracking.executor import SettlingExecutor
 
 _LOCAL = dg.multi_or_in_process_executor
 _LOCAL_MODES: Mapping[str, dg.Field] = _LOCAL.config_schema.config_type.fields  # type: ignore[union-attr]
-_MODES = {**_LOCAL_MODES, "celery": dg.Field(celery_executor.config_schema.config_type)}
+# dagster-celery's keys, but `backend` without its "rpc://" default, so that an unset
+# backend means ours (settings.resolved_celery_result_backend): results that survive a
+# broker restart.
+_CELERY_FIELDS: Mapping[str, dg.Field] = {
+    **celery_executor.config_schema.config_type.fields,  # type: ignore[union-attr]
+    "backend": dg.Field(
+        dg.Noneable(dg.StringSource),
+        is_required=False,
+        description="Celery's result backend. Default: $IRIS_CELERY_RESULT_BACKEND, else the instance's PostgreSQL.",
+    ),
+}
+_MODES = {**_LOCAL_MODES, "celery": dg.Field(dg.Shape(_CELERY_FIELDS))}
 
 
 # What a step process imports anyway (measured with a profile of each step), imported
