@@ -7,7 +7,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from iris_harness.environment import QUIET_ENV
+from iris_harness.environment import QUIET_ENV, TEST_ENV
+
+# Before the package is imported (it derives MLflow's retry count from the limit): a server
+# the tests stop or never start is given up on in seconds, not a minute. The outage tests
+# start their services with the default limit (reliability/test_outages.py).
+os.environ.update(TEST_ENV)
 
 # The quick lane (`bash scripts/test.sh -m quick`): the binding, the assets, the rule
 # and bad input, without servers, concurrency or repetitions. A test of these modules
@@ -34,6 +39,7 @@ QUICK_MODULES = {
 # only: nothing is asserted about time.
 LONGEST_MODULES = {
     "test_benchmarks": 400,
+    "test_outages": 380,
     "test_deployed_faults": 350,
     "test_scaleout": 335,
     "test_sweeps": 320,

@@ -129,3 +129,39 @@ def test_the_implicit_asset_job_has_the_name_the_binding_renames():
     from iris_assets.definitions import defs
 
     assert defs.resolve_implicit_global_asset_job_def().name == dagster_private.IMPLICIT_ASSET_JOB_NAME
+
+
+def test_celery_step_reads_the_message_dagster_celery_sends(instance):
+    """dagster._grpc.types.ExecuteStepArgs, packed by dagster-celery's _submit_task as the task's
+    ``execute_step_args_packed``: the worker reads run and step from it before executing
+    (execution/step_task.py drops a step whose run has ended)."""
+    import inspect
+
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import pack_value
+    from dagster_celery import executor
+
+    source = inspect.getsource(executor._submit_task)
+    assert "ExecuteStepArgs(" in source and "execute_step_args_packed=pack_value(execute_step_args)" in source, (
+        "dagster-celery no longer sends a packed ExecuteStepArgs: workers would not know a step's run "
+        "before executing it; update dagster_private.celery_step"
+    )
+    sent = ExecuteStepArgs(
+        job_origin=dg.reconstructable(_a_job).get_python_origin(),
+        run_id="run-1",
+        step_keys_to_execute=["model"],
+        instance_ref=instance.get_ref(),
+        print_serialized_events=True,
+    )
+    step = dagster_private.celery_step(pack_value(sent))
+    assert (step.run_id, step.step_key, step.instance_ref) == ("run-1", "model", instance.get_ref())
+
+
+@dg.op
+def _an_op() -> None:
+    pass
+
+
+@dg.job
+def _a_job() -> None:
+    _an_op()

@@ -17,6 +17,11 @@ QUIET_ENV = {
     "GIT_PYTHON_REFRESH": "quiet",
 }
 
+# What the test suite's own processes use: a short outage limit (IRIS_OUTAGE_LIMIT_SECONDS),
+# so a test of a server that never answers waits seconds. Services the harness starts
+# derive their own values from their environment (processes.Service).
+TEST_ENV = {"IRIS_OUTAGE_LIMIT_SECONDS": "5"}
+
 
 def run_cli(
     *args: str, expect_ok: bool = True, timeout: float = 300, cwd: Path | None = None

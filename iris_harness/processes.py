@@ -40,7 +40,7 @@ class Service:
         self.process = subprocess.Popen(
             [str(BIN / args[0]), *args[1:]],  # a bare name is a command of this venv
             cwd=cwd or REPO_ROOT,
-            env={**os.environ, **(env or {})},
+            env={**_inherited(), **(env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -69,6 +69,14 @@ class Service:
             pass
         self.process.wait(timeout=10)
         self._log.close()
+
+
+def _inherited() -> dict[str, str]:
+    """This process's environment without the defaults the package derived in it from its own
+    settings: a service derives them from its settings (MLflow's retries from its outage limit)."""
+    from iris_assets.settings import DERIVED_PROCESS_DEFAULTS
+
+    return {k: v for k, v in os.environ.items() if k not in DERIVED_PROCESS_DEFAULTS}
 
 
 def stop_all(services: Iterable[Service]) -> None:

@@ -64,9 +64,18 @@ class RabbitMQ:
         }
         # Its own epmd in the foreground: otherwise Erlang starts a daemon on 0.0.0.0:4369.
         self.epmd = Service("epmd", ["/usr/bin/epmd", "-port", str(epmd_port), "-address", "127.0.0.1"], folder, env)
-        self.server = Service("rabbitmq", [str(RABBITMQ)], folder, env, cwd=self.folder, grace=20)
+        self._log_dir, self._env = folder, env
         self.url = f"pyamqp://guest:guest@127.0.0.1:{self.port}//"
+        self.start()
+
+    def start(self) -> None:
+        """Start the broker (again: its queues and persistent messages are kept in its folder)."""
+        self.server = Service("rabbitmq", [str(RABBITMQ)], self._log_dir, self._env, cwd=self.folder, grace=20)
         wait_until(self._accepts, timeout=120, what="RabbitMQ", interval=0.3)
+
+    def stop(self) -> None:
+        """An outage: the broker's process stops; its epmd stays, as the machine's would."""
+        self.server.stop()
 
     def _accepts(self) -> bool:
         import kombu
@@ -97,40 +106,45 @@ class SeaweedFS:
         identity["actions"] = ["Admin", "Read", "List", "Tagging", "Write"]
         (self.folder / "identities.json").write_text(json.dumps({"identities": [identity]}))
         d = self.folder
-        self.server = Service(
-            "seaweedfs",
-            [
-                "weed",
-                "server",
-                f"-dir={d}",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-master.telemetry=false",  # it reports to the project's telemetry server by default
-                f"-master.port={ports['master']}",
-                f"-master.port.grpc={grpc['master']}",
-                "-master.volumeSizeLimitMB=64",
-                "-volume.max=0",
-                f"-volume.port={ports['volume']}",
-                f"-volume.port.grpc={grpc['volume']}",
-                "-volume.preStopSeconds=0",
-                "-filer",
-                f"-filer.port={ports['filer']}",
-                f"-filer.port.grpc={grpc['filer']}",
-                f"-filer.localSocket={d}/filer.sock",
-                "-s3",
-                f"-s3.port={ports['s3']}",
-                f"-s3.port.grpc={grpc['s3']}",
-                f"-s3.config={d}/identities.json",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-                f"-s3.localSocket={d}/s3.sock",
-            ],
-            folder,
-            cwd=d,
-            grace=5,  # weed ignores SIGINT/SIGTERM for long; the group is then killed
-        )
+        self._log_dir = folder
+        self._args = [
+            "weed",
+            "server",
+            f"-dir={d}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",  # it reports to the project's telemetry server by default
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={grpc['master']}",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={grpc['volume']}",
+            "-volume.preStopSeconds=0",
+            "-filer",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={grpc['filer']}",
+            f"-filer.localSocket={d}/filer.sock",
+            "-s3",
+            f"-s3.port={ports['s3']}",
+            f"-s3.port.grpc={grpc['s3']}",
+            f"-s3.config={d}/identities.json",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.localSocket={d}/s3.sock",
+        ]
         self.endpoint = f"http://127.0.0.1:{ports['s3']}"
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again: what it stored is kept in its folder)."""
+        # weed ignores SIGINT/SIGTERM for long; its group is then killed (grace)
+        self.server = Service("seaweedfs", self._args, self._log_dir, cwd=self.folder, grace=5)
         wait_until(self._bucket_ready, timeout=120, what="SeaweedFS S3 and its bucket", interval=0.3)
+
+    def stop(self) -> None:
+        """An outage: the server's processes stop."""
+        self.server.stop()
 
     def client(self):
         import boto3

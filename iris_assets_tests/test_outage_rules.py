@@ -1,0 +1,131 @@
+"""The rules behind outage handling, each on real parts: retry budgets, what a storage error
+means, the wait for services, and the step lease on a real PostgreSQL.
+
+The outages themselves (broker and object store stopped mid-run on the scale-out topology)
+are in reliability/test_outages.py.
+"""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from iris_assets import settings
+from iris_assets.execution import outages
+from iris_assets.execution.step_task import step_lease
+from iris_harness.processes import free_port, wait_until
+
+
+def test_publishing_retries_cover_the_limit_and_no_more():
+    """kombu waits 0, 1, 2... capped at 5 s between publishing attempts: the policy's waits
+    reach the limit, and one retry fewer would not."""
+    for seconds in (5, 60, 300):
+        policy = outages.publish_retry_policy(seconds)
+        waits = [min(i * policy["interval_step"], policy["interval_max"]) for i in range(policy["max_retries"])]
+        assert sum(waits) >= seconds > sum(waits[:-1]), (seconds, policy)
+
+
+def test_tracking_server_retries_cover_the_limit():
+    """urllib3's backoff (factor 1) before retries 2, 3, ... is 2, 4, 8... s: the fewest retries covering it."""
+    assert [settings.http_retries_within(s) for s in (5, 10, 60)] == [3, 4, 6]
+    assert settings.process_default("MLFLOW_HTTP_REQUEST_MAX_RETRIES") == str(
+        settings.http_retries_within(settings.current().outage_limit_seconds)
+    )
+
+
+@pytest.mark.parametrize(
+    "error, retried",
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), True),
+        (TimeoutError("read timed out"), True),
+        (OSError(errno.EREMOTEIO, "500 InternalError"), True),
+        (OSError(errno.EBUSY, "503 SlowDown"), True),
+        (FileNotFoundError(errno.ENOENT, "no such key"), False),
+        (PermissionError(errno.EACCES, "Access Denied"), False),
+        (ValueError("a bad pickle"), False),
+    ],
+)
+def test_only_an_unanswered_storage_call_is_retried(error, retried):
+    assert outages.storage_unavailable(error) is retried
+
+
+def test_a_store_that_never_answers_fails_naming_it_within_the_limit(monkeypatch):
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "2")
+    port = free_port()  # nothing listens there
+    service = outages.celery_broker(f"pyamqp://guest:secret-password@127.0.0.1:{port}//")
+    calls = []
+
+    def refused():
+        calls.append(1)
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+
+    with pytest.raises(outages.ServiceUnavailable) as raised:
+        outages.retrying(service, refused)
+    message = str(raised.value)
+    assert message.startswith(f"The Celery broker at pyamqp://127.0.0.1:{port} did not answer for 2 s"), message
+    assert "secret-password" not in message and len(calls) >= 3  # retried with backoff, then gave up
+
+
+def test_waiting_for_services_logs_once_and_returns_those_still_away(monkeypatch):
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "1")
+    port = free_port()
+    away = outages.celery_broker(f"pyamqp://guest:secret-password@127.0.0.1:{port}//")
+    answering = outages.Service("answering service", "here", lambda: None)
+    lines: list[str] = []
+    assert outages.wait_until_ready([answering, away], lines.append) == [away]
+    assert len(lines) == 1 and f"the Celery broker at pyamqp://127.0.0.1:{port}" in lines[0], lines
+    assert "secret-password" not in lines[0]
+    lines.clear()
+    assert outages.wait_until_ready([answering], lines.append) == [] and lines == []
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    from iris_harness.topology import Postgres
+
+    server = Postgres(tmp_path_factory.mktemp("lease"))
+    yield server.url("dagster")
+
+
+_HOLD = """
+import sys, time
+from iris_assets.execution.step_task import step_lease
+with step_lease("run-1", "model") as leased:
+    print(leased, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_step_lease_is_exclusive_and_freed_when_its_worker_dies(postgres_url, monkeypatch):
+    """What lets a worker drop a redelivered step that a live worker runs, and run one whose worker died."""
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url.replace("+psycopg2", ""))
+    with step_lease("run-1", "model") as first:
+        with step_lease("run-1", "model") as second, step_lease("run-1", "metrics") as other_step:
+            assert (first, second, other_step) == (True, False, True)
+    with step_lease("run-1", "model") as again:
+        assert again  # released when its block ended
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        with step_lease("run-1", "model") as while_held:
+            assert not while_held
+        holder.send_signal(signal.SIGKILL)  # a worker killed mid-step
+        holder.wait(timeout=30)
+
+        def free() -> bool:
+            with step_lease("run-1", "model") as leased:
+                return leased
+
+        wait_until(free, timeout=30, what="PostgreSQL to release the dead worker's lease")
+    finally:
+        holder.kill()
+        holder.stdout.close()
+
+
+def test_without_postgres_every_delivery_has_the_lease(monkeypatch):
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
+    with step_lease("run-1", "model") as first, step_lease("run-1", "model") as second:
+        assert first and second
