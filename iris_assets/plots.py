@@ -35,13 +35,33 @@ def confusion_matrix_png(y_true, y_pred, class_names: list[str]) -> bytes:
     return _png(figure)
 
 
-def feature_importance_png(importance: dict[str, float]) -> bytes:
+def feature_importance_png(importance: dict[str, float], measure: str = "mean decrease in impurity") -> bytes:
     figure = _figure()
     axes = figure.subplots()
     names = list(importance)[::-1]
     axes.barh(names, [importance[n] for n in names], color="#4c72b0")
-    axes.set_xlabel("importance (mean decrease in impurity)")
+    axes.set_xlabel(f"importance ({measure})")
     axes.set_title("Feature importance")
+    return _png(figure)
+
+
+def coefficients_png(coefficients: dict[str, dict[str, float]]) -> bytes:
+    """A linear model's coefficients: a group of bars per feature, one bar per class."""
+    import numpy as np
+
+    figure = _figure()
+    axes = figure.subplots()
+    classes = list(coefficients)
+    features = list(next(iter(coefficients.values())))
+    height = 0.8 / len(classes)
+    positions = np.arange(len(features))
+    for i, name in enumerate(classes):
+        axes.barh(positions + i * height, [coefficients[name][f] for f in features], height, label=name)
+    axes.set_yticks(positions + height * (len(classes) - 1) / 2, features)
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set_xlabel("coefficient (standardised features)")
+    axes.set_title("Coefficients by class")
+    axes.legend(fontsize="small")
     return _png(figure)
 
 
@@ -59,7 +79,10 @@ def metric_by_parameter_png(trials: list[tuple[dict, float]], metric: str) -> by
     figure = _figure()
     figure.set_size_inches(4.0 * max(1, len(names)), 3.4)
     for axes, name in zip(figure.subplots(1, len(names), squeeze=False)[0], names, strict=True):
-        points = [(params.get(name), score) for params, score in trials if isinstance(params.get(name), (int, float))]
+        # Numbers on a scale, words (a family, a kernel) as categories.
+        points = [
+            (params.get(name), score) for params, score in trials if isinstance(params.get(name), (int, float, str))
+        ]
         axes.scatter([x for x, _ in points], [y for _, y in points], color="#4c72b0")
         axes.set_xlabel(name)
         axes.set_ylabel(metric)

@@ -119,8 +119,11 @@ def promote(
     evaluation: Evaluation,
     load_model: Callable[[str], Any],
     rule: PromotionRule,
+    candidate: str = "",
 ) -> Decision:
-    """Decide, under the registry lock, whether ``version`` of ``name`` replaces the champion; record it."""
+    """Decide, under the registry lock, whether ``version`` of ``name`` replaces the champion; record it.
+
+    Any family competes under the same rule; ``candidate`` (its family) ends the version's description."""
     with sqlite_registry_lock(tracking_uri):
         current = _alias_version(client, name, CHAMPION)
         champion_scores = None
@@ -153,7 +156,7 @@ def promote(
             evaluation_digest=evaluation.digest,
             rule=rule,
         )
-        _record(client, name, decision)
+        _record(client, name, decision, candidate)
     return decision
 
 
@@ -167,7 +170,7 @@ def species_names(model: Any, X: Any) -> list[str]:
     return [SPECIES[int(p)] if not isinstance(p, str) else p for p in predicted]
 
 
-def _record(client: Any, name: str, decision: Decision) -> None:
+def _record(client: Any, name: str, decision: Decision, candidate: str = "") -> None:
     version = decision.version
     if decision.promoted and decision.champion_before != version:
         client.set_registered_model_alias(name, CHAMPION, version)
@@ -187,7 +190,8 @@ def _record(client: Any, name: str, decision: Decision) -> None:
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
-    client.update_model_version(name, version, description=decision.summary())
+    description = f"{decision.summary()}. Family: {candidate}." if candidate else decision.summary()
+    client.update_model_version(name, version, description=description)
 
 
 def _alias_version(client: Any, name: str, alias: str) -> Optional[str]:
