@@ -57,9 +57,15 @@ class SweepSpec(dg.Config):
     """A sweep, as a sweep file says it (see tuning/space.py): `grid` or `random`."""
 
     name: str = Field(description="The sweep's name (its parent MLflow run is named after it).")
-    grid: Optional[dict[str, Any]] = Field(default=None, description="Every combination of these values is a trial.")
+    grid: Optional[dict[str, Any]] = Field(
+        default=None,
+        description="Every combination of these values is a trial (a random forest's; or `families`: each "
+        "family's own grid).",
+    )
     random: Optional[dict[str, Any]] = Field(
-        default=None, description="`samples` draws (seed `seed`) from {low, high} ranges."
+        default=None,
+        description="`samples` draws (seed `seed`) from {low, high} ranges or {choice: [...]} (or per family, "
+        "under `families`).",
     )
     experiment: Optional[str] = Field(
         default=None,
