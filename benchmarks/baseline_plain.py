@@ -27,7 +27,7 @@ import mlflow.sklearn
 from mlflow import MlflowClient
 
 EXPERIMENT = os.environ.get("IRIS_MLFLOW_EXPERIMENT", "relatorio-II-iris-pipeline")
-REGISTERED_MODEL = os.environ.get("IRIS_REGISTERED_MODEL", "iris-random-forest")
+REGISTERED_MODEL = os.environ.get("IRIS_REGISTERED_MODEL", "iris-classifier")
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPECIES = ["setosa", "versicolor", "virginica"]
 

@@ -55,7 +55,7 @@ def test_a_family_end_to_end(instance, tracking_uri, family, capsys, tmp_path):
     client = MlflowClient(tracking_uri)
     version = client.get_model_version_by_alias(DEFAULT_REGISTERED_MODEL, "champion")
     assert version.tags["family"] == family
-    assert version.description.endswith(f"Family: {family} ({FAMILIES[family].title}).")
+    assert version.description == f"v{version.version} promoted to champion: no champion yet; family {family}"
 
     # pyfunc (what `mlflow models serve` runs) answers species names; so does iris-predict, by ONNX.
     mlflow.set_tracking_uri(tracking_uri)
@@ -117,3 +117,33 @@ def test_the_flat_config_still_means_a_forest():
     for name, family in FAMILIES.items():
         model = ModelConfig(family=name).build()
         assert [step for step, _ in getattr(model, "steps", [])] == (["scale", name] if family.scaled else [])
+
+
+def test_iris_random_forest_users_keep_their_name_or_move_as_documented(instance, tracking_uri, monkeypatch, tmp_path):
+    """IRIS_REGISTERED_MODEL=iris-random-forest keeps the former name; the migration in
+    docs/registry-and-serving.md copies it to iris-classifier, champion included, and iris-predict's
+    default follows the setting."""
+    from iris_assets import settings
+    from iris_harness.environment import REPO_ROOT
+
+    old = "iris-random-forest"
+    monkeypatch.setenv("IRIS_REGISTERED_MODEL", old)
+    _pipeline(instance, {"n_estimators": 10})
+    client = MlflowClient(tracking_uri)
+    assert client.get_model_version_by_alias(old, "champion").tags["family"] == "random_forest"
+    rows = tmp_path / "rows.csv"
+    rows.write_text("5.1,3.5,1.4,0.2\n")
+    assert cli.main([str(rows)]) == 0  # the champion of $IRIS_REGISTERED_MODEL
+
+    page = (REPO_ROOT / "docs" / "registry-and-serving.md").read_text()
+    migration = page.split("## Moving from iris-random-forest", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile("\n".join(line.removeprefix("  ") for line in migration.splitlines()), "migration", "exec"), {})
+    monkeypatch.delenv("IRIS_REGISTERED_MODEL")
+    assert settings.current().registered_model == DEFAULT_REGISTERED_MODEL == "iris-classifier"
+    moved = client.get_model_version_by_alias(DEFAULT_REGISTERED_MODEL, "champion")
+    assert (
+        str(moved.version) == "1"
+        and moved.tags["family"] == "random_forest"
+        and moved.description.endswith("; family random_forest")
+    )
+    assert cli.main([str(rows)]) == 0  # now the champion of iris-classifier

@@ -94,7 +94,7 @@ def register_and_promote(
         evaluation=Evaluation(splits.X_test, splits.y_test, splits.evaluation_digest),
         load_model=lambda uri: mlflow.load_model(mlflow_sklearn, uri),
         rule=rule,
-        candidate=f"{family.name} ({family.title})",
+        family=family.name,
     )
     if decision.champion_scores:
         mlflow.log_metrics({f"champion.{k}": v for k, v in decision.champion_scores.items()})

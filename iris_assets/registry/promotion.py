@@ -75,10 +75,12 @@ class Decision:
     evaluation_rows: int
     evaluation_digest: str
     rule: PromotionRule = field(default_factory=PromotionRule)
+    family: str = ""  # the candidate's model family
 
     def summary(self) -> str:
+        """The decision in one line: the version's description, the asset's metadata."""
         verdict = "promoted to champion" if self.promoted else "not promoted"
-        return f"v{self.version} {verdict}: {self.reason}"
+        return f"v{self.version} {verdict}: {self.reason}" + (f"; family {self.family}" if self.family else "")
 
 
 def eligibility_problem(rule: PromotionRule, classes: Sequence[Any], evaluation: Evaluation) -> Optional[str]:
@@ -119,11 +121,11 @@ def promote(
     evaluation: Evaluation,
     load_model: Callable[[str], Any],
     rule: PromotionRule,
-    candidate: str = "",
+    family: str = "",
 ) -> Decision:
     """Decide, under the registry lock, whether ``version`` of ``name`` replaces the champion; record it.
 
-    Any family competes under the same rule; ``candidate`` (its family) ends the version's description."""
+    Any model family competes under the same rule; the candidate's ``family`` ends the decision's summary."""
     with sqlite_registry_lock(tracking_uri):
         current = _alias_version(client, name, CHAMPION)
         champion_scores = None
@@ -155,8 +157,9 @@ def promote(
             evaluation_rows=evaluation.rows,
             evaluation_digest=evaluation.digest,
             rule=rule,
+            family=family,
         )
-        _record(client, name, decision, candidate)
+        _record(client, name, decision)
     return decision
 
 
@@ -170,7 +173,7 @@ def species_names(model: Any, X: Any) -> list[str]:
     return [SPECIES[int(p)] if not isinstance(p, str) else p for p in predicted]
 
 
-def _record(client: Any, name: str, decision: Decision, candidate: str = "") -> None:
+def _record(client: Any, name: str, decision: Decision) -> None:
     version = decision.version
     if decision.promoted and decision.champion_before != version:
         client.set_registered_model_alias(name, CHAMPION, version)
@@ -190,8 +193,7 @@ def _record(client: Any, name: str, decision: Decision, candidate: str = "") -> 
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
-    description = f"{decision.summary()}. Family: {candidate}." if candidate else decision.summary()
-    client.update_model_version(name, version, description=description)
+    client.update_model_version(name, version, description=decision.summary())
 
 
 def _alias_version(client: Any, name: str, alias: str) -> Optional[str]:
