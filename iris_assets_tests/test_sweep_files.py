@@ -217,3 +217,16 @@ def test_a_family_s_partition_key_that_is_not_a_trial_is_refused(key, message):
     with pytest.raises(SweepError) as refused:
         trial_params(key)
     assert str(refused.value).startswith(f"trial {key!r}: ") and message in str(refused.value), str(refused.value)
+
+
+def test_every_sweep_shown_in_the_docs_is_valid():
+    import re
+
+    import yaml
+
+    page = (REPO_ROOT / "docs" / "sweeps.md").read_text()
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", page, re.S)]
+    assert len(blocks) >= 4
+    for spec in blocks:
+        spec = spec["ops"]["open_sweep"]["config"] if "ops" in spec else spec
+        assert parse(spec, "docs/sweeps.md").keys
