@@ -71,20 +71,34 @@ def markdown_image(png: bytes, alt: str) -> str:
 
 
 def metric_by_parameter_png(trials: list[tuple[dict, float]], metric: str) -> bytes:
-    """One panel per hyperparameter that varies: the metric of every trial against its value."""
-    varying = sorted(
-        {name for params, _ in trials for name in params if len({str(p.get(name)) for p, _ in trials}) > 1}
+    """One panel per hyperparameter that varies: the metric of every trial against its value.
+
+    Trials of several model families (``params["family"]``) are coloured by family, so a
+    hyperparameter two families share (an SVM's and a logistic regression's ``C``) is not
+    read as one curve.
+    """
+    varying = sorted(  # among the trials that have it (a family's hyperparameter is absent from the others)
+        {name for params, _ in trials for name in params if len({str(p[name]) for p, _ in trials if name in p}) > 1}
     )
     names = varying or sorted({name for params, _ in trials for name in params})[:1]
+    families = sorted({str(params.get("family")) for params, _ in trials})
+    colours = {family: "#4c72b0" if i == 0 else f"C{i}" for i, family in enumerate(families)}  # matplotlib's cycle
     figure = _figure()
     figure.set_size_inches(4.0 * max(1, len(names)), 3.4)
     for axes, name in zip(figure.subplots(1, len(names), squeeze=False)[0], names, strict=True):
-        # Numbers on a scale, words (a family, a kernel) as categories.
-        points = [
-            (params.get(name), score) for params, score in trials if isinstance(params.get(name), (int, float, str))
-        ]
-        axes.scatter([x for x, _ in points], [y for _, y in points], color="#4c72b0")
+        for family in families:
+            # Numbers on a scale, words (a family, a kernel) as categories.
+            points = [
+                (params.get(name), score)
+                for params, score in trials
+                if str(params.get("family")) == family and isinstance(params.get(name), (int, float, str))
+            ]
+            if points:
+                xs, ys = [x for x, _ in points], [y for _, y in points]
+                axes.scatter(xs, ys, color=colours[family], label=family if len(families) > 1 else None)
         axes.set_xlabel(name)
         axes.set_ylabel(metric)
         axes.set_title(f"{metric} by {name}")
+        if len(families) > 1 and name != "family":
+            axes.legend(fontsize="small")
     return _png(figure)
