@@ -189,6 +189,9 @@ def _assert_settled_sweep(stack: Stack, sweep_run_id: str, keys: list[str]):
     summary = json.load(open(client.download_artifacts(parent.info.run_id, "sweep_summary.json")))
     assert sorted(trial["key"] for trial in summary["trials"]) == sorted(keys)
     assert summary["best"]["key"] == best[0]
+    assert {(t["key"], t["family"]) for t in summary["trials"]} == {
+        (key, trial_params(key).get("family", DEFAULT_FAMILY)) for key in keys
+    }
     plot = open(client.download_artifacts(parent.info.run_id, f"{rule.metric}_by_hyperparameter.png"), "rb").read()
     assert plot.startswith(b"\x89PNG")
 
