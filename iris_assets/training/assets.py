@@ -18,8 +18,11 @@ from iris_assets.training.model import Classifier, model_requirements
 FAMILY_TAG = "model_family"  # on the MLflow run (and as the param `family`)
 
 
-def _used_by(*families: str) -> str:
-    return f" ({', '.join(families)})"
+def _described(name: str, meaning: str) -> str:
+    """A field's description: what it means, the families that read it (and what null means to them)."""
+    users = [family for family in FAMILIES.values() if name in family.parameters]
+    own = [f"{family.name} {family.own_defaults[name]!r}" for family in users if name in family.own_defaults]
+    return f"{meaning} ({', '.join(f.name for f in users)}" + (f"; null: {', '.join(own)})" if own else ")")
 
 
 class ModelConfig(dg.Config):
@@ -32,53 +35,52 @@ class ModelConfig(dg.Config):
     """
 
     family: FamilyName = Field(default=DEFAULT_FAMILY, description=f"The estimator family: {', '.join(FAMILIES)}.")
-    n_estimators: int = Field(default=100, gt=0, le=10_000, description="Number of trees" + _used_by("random_forest"))
+    n_estimators: int = Field(default=100, gt=0, le=10_000, description=_described("n_estimators", "Number of trees"))
     max_depth: Optional[int] = Field(
         default=10,
         gt=0,
         le=1_000,
-        description="Maximum depth of a tree (null: unlimited)" + _used_by("random_forest", "hist_gradient_boosting"),
+        description=_described("max_depth", "Maximum depth of a tree (null: unlimited)"),
     )
-    random_state: int = Field(
-        default=42, ge=0, le=2**32 - 1, description="Seed" + _used_by("random_forest", "mlp", "hist_gradient_boosting")
-    )
+    random_state: int = Field(default=42, ge=0, le=2**32 - 1, description=_described("random_state", "Seed"))
     n_jobs: Optional[int] = Field(
         default=-1,
         ge=-1,
         le=1024,
-        description="Cores used to fit and predict (-1: all; the model is the same whatever the number)"
-        + _used_by("random_forest"),
+        description=_described("n_jobs", "Cores used to fit and predict (-1: all; the same model whatever the number)"),
     )
     C: float = Field(
         default=1.0,
         gt=0,
         le=1e6,
-        description="Inverse regularisation strength" + _used_by("svm", "logistic_regression"),
+        description=_described("C", "Inverse regularisation strength"),
     )
-    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = Field(default="rbf", description="Kernel" + _used_by("svm"))
-    gamma: Optional[float] = Field(
-        default=None, gt=0, le=1e6, description="Kernel coefficient (null: scikit-learn's 'scale')" + _used_by("svm")
+    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = Field(
+        default="rbf", description=_described("kernel", "Kernel")
     )
+    gamma: Optional[float] = Field(default=None, gt=0, le=1e6, description=_described("gamma", "Kernel coefficient"))
     max_iter: Optional[int] = Field(
         default=None,
         gt=0,
         le=100_000,
-        description="Solver iterations (logistic_regression, null: 100; mlp, null: 1000) or boosting rounds "
-        "(hist_gradient_boosting, null: 100)",
+        description=_described("max_iter", "Solver iterations, or boosting rounds"),
     )
     hidden_layer_sizes: list[int] = Field(
-        default=[100], description="Units of each hidden layer, 1 to 10 layers of 1 to 10,000 units" + _used_by("mlp")
+        default=[100],
+        description=_described("hidden_layer_sizes", "Units of each hidden layer: 1 to 10 layers of 1 to 10,000"),
     )
-    alpha: float = Field(default=1e-4, ge=0, le=100, description="L2 penalty" + _used_by("mlp"))
-    learning_rate_init: float = Field(default=1e-3, gt=0, le=1, description="Adam's step size" + _used_by("mlp"))
+    alpha: float = Field(default=1e-4, ge=0, le=100, description=_described("alpha", "L2 penalty"))
+    learning_rate_init: float = Field(
+        default=1e-3, gt=0, le=1, description=_described("learning_rate_init", "Adam's step size")
+    )
     learning_rate: float = Field(
-        default=0.1, gt=0, le=1, description="Shrinkage of each boosting round" + _used_by("hist_gradient_boosting")
+        default=0.1, gt=0, le=1, description=_described("learning_rate", "Shrinkage of each boosting round")
     )
     max_leaf_nodes: Optional[int] = Field(
         default=31,
         ge=2,
         le=10_000,
-        description="Leaves per tree (null: unlimited)" + _used_by("hist_gradient_boosting"),
+        description=_described("max_leaf_nodes", "Leaves per tree (null: unlimited)"),
     )
     min_accuracy: Optional[float] = Field(
         default=None,
