@@ -73,7 +73,7 @@ def markdown_image(png: bytes, alt: str) -> str:
 def metric_by_parameter_png(trials: list[tuple[dict, float]], metric: str) -> bytes:
     """One panel per hyperparameter that varies: the metric of every trial against its value.
 
-    Trials of several model families (``params["family"]``) are coloured by family, so a
+    Trials of several model families (their ``family`` parameter) are coloured by family, so a
     hyperparameter two families share (an SVM's and a logistic regression's ``C``) is not
     read as one curve.
     """
@@ -81,7 +81,9 @@ def metric_by_parameter_png(trials: list[tuple[dict, float]], metric: str) -> by
         {name for params, _ in trials for name in params if len({str(p[name]) for p, _ in trials if name in p}) > 1}
     )
     names = varying or sorted({name for params, _ in trials for name in params})[:1]
-    families = sorted({str(params.get("family")) for params, _ in trials})
+    from iris_assets.training.families import FAMILY
+
+    families = sorted({str(params.get(FAMILY)) for params, _ in trials})
     colours = {family: "#4c72b0" if i == 0 else f"C{i}" for i, family in enumerate(families)}  # matplotlib's cycle
     figure = _figure()
     figure.set_size_inches(4.0 * max(1, len(names)), 3.4)
@@ -91,7 +93,7 @@ def metric_by_parameter_png(trials: list[tuple[dict, float]], metric: str) -> by
             points = [
                 (params.get(name), score)
                 for params, score in trials
-                if str(params.get("family")) == family and isinstance(params.get(name), (int, float, str))
+                if str(params.get(FAMILY)) == family and isinstance(params.get(name), (int, float, str))
             ]
             if points:
                 xs, ys = [x for x, _ in points], [y for _, y in points]
@@ -99,6 +101,6 @@ def metric_by_parameter_png(trials: list[tuple[dict, float]], metric: str) -> by
         axes.set_xlabel(name)
         axes.set_ylabel(metric)
         axes.set_title(f"{metric} by {name}")
-        if len(families) > 1 and name != "family":
+        if len(families) > 1 and name != FAMILY:
             axes.legend(fontsize="small")
     return _png(figure)

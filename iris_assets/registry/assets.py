@@ -19,7 +19,7 @@ from iris_assets.packaging.onnx import ONNX_LOGGED_MODEL, onnx_artifact
 from iris_assets.registry.promotion import CHALLENGER, CHAMPION, Evaluation, PromotionRule, promote
 from iris_assets.registry.registration import register_model
 from iris_assets.tracking import MlflowRun
-from iris_assets.training.families import family_of
+from iris_assets.training.families import FAMILY, family_of
 from iris_assets.training.model import Classifier
 
 REGISTRY_POOL = "iris_registry"  # one promotion at a time per Dagster instance (limit 1)
@@ -77,7 +77,7 @@ def register_and_promote(
         tags={
             "accuracy": scores["accuracy"],
             "f1_score": scores["f1_score"],
-            "family": family.name,
+            FAMILY: family.name,
             "onnx_artifact_uri": f"runs:/{source_run_id}/{onnx_artifact(family.name)}",
             **tags,
         },
@@ -113,7 +113,7 @@ def register_and_promote(
     return {
         "registered_model": name,
         "version": int(version.version),
-        "family": family.name,
+        FAMILY: family.name,
         "alias": CHAMPION if decision.promoted else CHALLENGER,
         "promoted": decision.promoted,
         "decision": decision.summary(),

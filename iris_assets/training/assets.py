@@ -11,11 +11,11 @@ from iris_assets.data.schema import Splits
 from iris_assets.plots import markdown_image
 from iris_assets.tracking import MlflowRun
 from iris_assets.training.checks import QUALITY_GATE, quality_gate_result, resolved_min_accuracy
-from iris_assets.training.families import DEFAULT_FAMILY, FAMILIES, Family, FamilyName, build_model
+from iris_assets.training.families import DEFAULT_FAMILY, FAMILIES, FAMILY, Family, FamilyName, build_model
 from iris_assets.training.importance import feature_measure
 from iris_assets.training.model import Classifier, model_requirements
 
-FAMILY_TAG = "model_family"  # on the MLflow run (and as the param `family`)
+FAMILY_TAG = "model_family"  # on the MLflow run, beside the param FAMILY
 
 
 def _described(name: str, meaning: str) -> str:
@@ -132,7 +132,7 @@ class ModelConfig(dg.Config):
 
 
 # The fields that configure a family (everything but the family and the quality gate).
-HYPERPARAMETER_FIELDS = frozenset(ModelConfig.model_fields) - {"family", "min_accuracy"}
+HYPERPARAMETER_FIELDS = frozenset(ModelConfig.model_fields) - {FAMILY, "min_accuracy"}
 assert HYPERPARAMETER_FIELDS == {name for family in FAMILIES.values() for name in family.parameters}
 
 
@@ -148,7 +148,7 @@ def fit_and_log(config: ModelConfig, splits: Splits, mlflow: MlflowRun) -> tuple
     model = config.build()
     model.fit(splits.X_train, splits.y_train)
     hyperparameters = config.hyperparameters()
-    mlflow.log_params({"family": family.name, **hyperparameters})
+    mlflow.log_params({FAMILY: family.name, **hyperparameters})
     mlflow.set_tags({FAMILY_TAG: family.name})
     input_example = splits.X_train.head(5)
     mlflow.log_model(
@@ -166,7 +166,7 @@ def fit_and_log(config: ModelConfig, splits: Splits, mlflow: MlflowRun) -> tuple
     mlflow.log_dict(measure.values, f"{measure.name}.json")
     mlflow.log_bytes(measure.png, f"{measure.name}.png")
     metadata = {
-        "family": family.name,
+        FAMILY: family.name,
         "train_rows": len(splits.X_train),
         measure.name: dg.MetadataValue.json(measure.values),
         f"{measure.name}_chart": dg.MetadataValue.md(markdown_image(measure.png, measure.name.replace("_", " "))),

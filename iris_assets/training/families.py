@@ -23,6 +23,9 @@ from typing import Any, Literal, get_args
 FamilyName = Literal["random_forest", "svm", "logistic_regression", "mlp", "hist_gradient_boosting"]
 FAMILY_NAMES: tuple[str, ...] = get_args(FamilyName)
 DEFAULT_FAMILY: FamilyName = "random_forest"
+# What names a model's family everywhere: the model config's field, the MLflow param, the
+# registered version's tag, the first part of a sweep trial's key.
+FAMILY = "family"
 
 # How a family's per-feature measure is obtained (training/importance.py):
 # "impurity": the forest's mean decrease in impurity (feature_importances_);

@@ -42,8 +42,8 @@ from iris_assets.tracking import MlflowRun
 from iris_assets.tracking.election import announced_mlflow_runs
 from iris_assets.tracking.store import mlflow_client
 from iris_assets.training.assets import ModelConfig, fit_and_log
-from iris_assets.training.families import DEFAULT_FAMILY
-from iris_assets.tuning.space import FAMILY, Sweep, SweepError, parse, trial_params
+from iris_assets.training.families import DEFAULT_FAMILY, FAMILY
+from iris_assets.tuning.space import Sweep, SweepError, parse, trial_params
 
 SPLITS = dg.AssetKey("splits")
 SWEEP_TAG = "iris/sweep"  # on a trial's Dagster run: the id of its sweep's (first) run

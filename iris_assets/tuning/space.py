@@ -48,17 +48,16 @@ import itertools
 import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
-from iris_assets.training.families import DEFAULT_FAMILY, FAMILIES
+from iris_assets.training.families import DEFAULT_FAMILY, FAMILIES, FAMILY
 
 TUNABLE = FAMILIES[DEFAULT_FAMILY].hyperparameters  # a flat space's
 SEPARATOR = "__"
 MAX_TRIALS = 500
 FAMILIES_KEY = "families"
-FAMILY = "family"
 SIGNIFICANT_DIGITS = 4  # of a real number drawn at random: short keys, and nothing a model can tell apart
 # A value in a trial key: none, a whole or real number, a word, or whole numbers joined by "-" (layer sizes).
 _KEY_VALUE = re.compile(r"none|\d+|\d+(\.\d+)?(e[+-]\d+)?|[a-z]+|\d+(-\d+)+")
@@ -78,7 +77,7 @@ class SweepError(ValueError):
 @dataclass(frozen=True)
 class Sweep:
     name: str
-    trials: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[dict[str, Any]]
 
     @property
     def keys(self) -> list[str]:
