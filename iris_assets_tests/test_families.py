@@ -147,3 +147,16 @@ def test_iris_random_forest_users_keep_their_name_or_move_as_documented(instance
         and moved.description.endswith("; family random_forest")
     )
     assert cli.main([str(rows)]) == 0  # now the champion of iris-classifier
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_trusts_exactly_the_types_skops_reports(family):
+    """MLflow stores models with skops, which loads only trusted types: each family lists what
+    skops.io.get_untrusted_types finds in its fitted model, nothing more."""
+    import skops.io
+
+    data = load_iris()
+    model = ModelConfig(family=family, **SMALL.get(family, {"n_estimators": 5})).build()
+    model.fit(data.data, np.array(SPECIES)[data.target])
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    assert sorted(untrusted) == sorted(FAMILIES[family].skops_trusted_types)

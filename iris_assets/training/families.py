@@ -38,7 +38,6 @@ Importance = Literal["impurity", "coefficients", "permutation"]
 @dataclass(frozen=True)
 class Family:
     name: str
-    title: str  # in version descriptions and docs: "random forest"
     estimator: str  # the scikit-learn class that does the classifying
     hyperparameters: tuple[str, ...]  # shape the model: logged, tunable in sweeps
     build: Callable[[Mapping[str, Any]], Any]  # resolved parameters -> the unfitted estimator (unscaled)
@@ -111,7 +110,6 @@ FAMILIES: dict[str, Family] = {
     for family in (
         Family(
             "random_forest",
-            "random forest",
             "RandomForestClassifier",
             ("n_estimators", "max_depth", "random_state"),
             _forest,
@@ -121,7 +119,6 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "svm",
-            "support-vector machine",
             "CalibratedClassifierCV",
             ("C", "kernel", "gamma"),
             _svm,
@@ -135,7 +132,6 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "logistic_regression",
-            "logistic regression",
             "LogisticRegression",
             ("C", "max_iter"),
             _logistic_regression,
@@ -145,7 +141,6 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "mlp",
-            "multilayer perceptron",
             "MLPClassifier",
             ("hidden_layer_sizes", "alpha", "learning_rate_init", "max_iter", "random_state"),
             _mlp,
@@ -157,7 +152,6 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "hist_gradient_boosting",
-            "histogram gradient boosting",
             "HistGradientBoostingClassifier",
             ("learning_rate", "max_iter", "max_depth", "max_leaf_nodes", "random_state"),
             _hist_gradient_boosting,
