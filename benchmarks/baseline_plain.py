@@ -27,7 +27,7 @@ import mlflow.sklearn
 from mlflow import MlflowClient
 
 EXPERIMENT = os.environ.get("IRIS_MLFLOW_EXPERIMENT", "relatorio-II-iris-pipeline")
-REGISTERED_MODEL = os.environ.get("IRIS_REGISTERED_MODEL", "iris-random-forest")
+REGISTERED_MODEL = os.environ.get("IRIS_REGISTERED_MODEL", "iris-classifier")
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPECIES = ["setosa", "versicolor", "virginica"]
 
@@ -206,7 +206,8 @@ def main() -> str:
     # model
     forest = RandomForestClassifier(n_estimators=100, max_depth=10, random_state=42)
     forest.fit(X_train, y_train)
-    mlflow.log_params({"n_estimators": 100, "max_depth": 10, "random_state": 42})
+    mlflow.log_params({"family": "random_forest", "n_estimators": 100, "max_depth": 10, "random_state": 42})
+    mlflow.set_tags({"model_family": "random_forest"})
     example = X_train.head(5)
     mlflow.sklearn.log_model(
         forest,
@@ -310,6 +311,7 @@ def main() -> str:
             "f1_score": str(scores["f1_score"]),
             "onnx_artifact_uri": f"runs:/{run_id}/onnx_model/iris_random_forest.onnx",
             "onnx_model_uri": f"models:/{onnx_info.model_id}",
+            "family": "random_forest",
         },
         model_id=sk_model.model_id,
     )

@@ -28,7 +28,9 @@ from typing import Any, Optional
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EXPERIMENT = "relatorio-II-iris-pipeline"
 DEFAULT_TUNING_EXPERIMENT = "iris-hyperparameter-tuning"
-DEFAULT_REGISTERED_MODEL = "iris-random-forest"
+# Family-neutral: it holds every model family's versions (it was "iris-random-forest" when the
+# forest was the only model; IRIS_REGISTERED_MODEL=iris-random-forest keeps that name).
+DEFAULT_REGISTERED_MODEL = "iris-classifier"
 DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` / `mlflow server` listen by default
 DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # where `dagster dev` listens by default
 DEFAULT_CELERY_BROKER_URL = "pyamqp://guest@127.0.0.1:5672//"
@@ -157,7 +159,10 @@ class Settings:
         _float_between(0.0, 1.0),
     )
     registered_model: str = _setting(
-        "IRIS_REGISTERED_MODEL", f"`{DEFAULT_REGISTERED_MODEL}`", "registered model name in MLflow", _non_empty
+        "IRIS_REGISTERED_MODEL",
+        f"`{DEFAULT_REGISTERED_MODEL}`",
+        "registered model name in MLflow (every family's versions; `iris-random-forest` before model families)",
+        _non_empty,
     )
     landing_dir: Optional[Path] = _setting(
         "IRIS_LANDING_DIR", "`.iris_state/landing/`", "folder the new-data sensor watches", _path

@@ -27,6 +27,7 @@ QUICK_MODULES = {
     "test_promotion",
     "test_settings",
     "test_training",
+    "test_families",
     "test_bad_input",
     "test_sweep_files",
     "test_io_manager",

@@ -7,10 +7,28 @@ import mlflow
 from mlflow import MlflowClient
 
 from iris_assets.data.schema import FEATURES
+from iris_assets.packaging.onnx import onnx_artifact
 from iris_assets.settings import DEFAULT_EXPERIMENT
+from iris_assets.training.families import DEFAULT_FAMILY, FAMILIES
+from iris_assets.training.importance import ARTIFACT_NAMES
 
-# The run's artifacts: where the original pipeline put them, plus the two plots.
-EXPECTED_ARTIFACTS = {
+
+def expected_artifacts(family: str = DEFAULT_FAMILY) -> set[str]:
+    """A run's artifacts: the evaluation's, the family's per-feature measure (JSON and plot) and its ONNX file."""
+    measure = ARTIFACT_NAMES[FAMILIES[family].importance]
+    return {
+        "classification_report.txt",
+        "confusion_matrix.json",
+        "confusion_matrix.png",
+        f"{measure}.json",
+        f"{measure}.png",
+        onnx_artifact(family),
+    }
+
+
+# The forest's run: where the original pipeline put its artifacts, plus the two plots.
+EXPECTED_ARTIFACTS = expected_artifacts()
+assert EXPECTED_ARTIFACTS == {
     "classification_report.txt",
     "confusion_matrix.json",
     "confusion_matrix.png",

@@ -27,7 +27,7 @@ from iris_assets_tests.module_store import module_store
 from iris_harness.environment import BIN, QUIET_ENV
 from iris_harness.runs import iris_pipeline
 
-MODEL = "iris-random-forest"
+MODEL = "iris-classifier"
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def test_a_terminal_run_prints_info_and_ends_with_one_summary_line(dagster_home,
     assert " - DEBUG - " not in result.stderr and "Warning" not in result.stderr, result.stderr[-3000:]
     summary = f"MLflow run {run.info.run_id} FINISHED: accuracy 0.900, precision 0.902, recall 0.900, f1_score 0.900"
     assert summary in lines[-1], lines[-1]
-    assert "; registry: iris-random-forest/1 champion" in lines[-1]
+    assert "; registry: iris-classifier/1 champion" in lines[-1]
     assert sum(summary in line for line in lines) == 1
     assert len(lines) < 10, result.stderr
 

@@ -25,7 +25,7 @@ from iris_assets_tests.module_store import module_store
 from iris_harness.environment import BIN, QUIET_ENV
 from iris_harness.runs import iris_pipeline
 
-MODEL = "iris-random-forest"
+MODEL = "iris-classifier"
 WEAK = {"model": {"config": {"n_estimators": 1, "max_depth": 1, "min_accuracy": 0.3}}}
 
 

@@ -26,7 +26,7 @@ from iris_harness.runs import iris_pipeline
 
 pytestmark = pytest.mark.servers
 
-MODEL = "iris-random-forest"
+MODEL = "iris-classifier"
 CHAMPION_URI = f"models:/{MODEL}@champion"
 
 

@@ -99,3 +99,134 @@ def test_the_cli_reports_a_bad_file_or_an_unreachable_webserver(tmp_path, capsys
     assert launch.main(["launch", str(good), "--dagster-url", "http://127.0.0.1:9"]) == 2
     error = capsys.readouterr().err
     assert "the Dagster webserver at http://127.0.0.1:9 cannot be reached" in error
+
+
+# -- spaces across model families (a conditional space: each family searched in its own) --------
+
+
+def test_a_grid_across_families_declares_each_family_s_combinations():
+    sweep = load(REPO_ROOT / "examples" / "families.yaml")
+    assert sweep.name == "three-families"
+    # The forest's keys are as they always were; another family's key starts with it.
+    assert sweep.keys == [
+        "max_depth=3__n_estimators=10",
+        "max_depth=3__n_estimators=100",
+        "family=svm__C=1.0",
+        "family=svm__C=10.0",
+        "family=logistic_regression__C=0.1",
+        "family=logistic_regression__C=1.0",
+    ]
+    assert all(trial_params(key) == trial for key, trial in zip(sweep.keys, sweep.trials, strict=True))
+    assert trial_params("family=svm__C=10.0") == {"family": "svm", "C": 10.0}
+    # Values as the config reads them: `C: 1` and `C: 1.0` are one trial; layer sizes are lists.
+    grid = parse({"grid": {"families": {"svm": {"C": [1, 1.0]}, "mlp": {"hidden_layer_sizes": [[8], [16, 8]]}}}})
+    assert grid.keys == ["family=svm__C=1.0", "family=mlp__hidden_layer_sizes=8", "family=mlp__hidden_layer_sizes=16-8"]
+    assert trial_params("family=mlp__alpha=1e-05__hidden_layer_sizes=16-8") == {
+        "family": "mlp",
+        "alpha": 1e-05,
+        "hidden_layer_sizes": [16, 8],
+    }
+    # A family with an empty space: one trial with its defaults.
+    assert parse({"grid": {"families": {"hist_gradient_boosting": {}}}}).keys == ["family=hist_gradient_boosting"]
+
+
+def test_a_random_search_across_families_draws_samples_per_family_reproducibly():
+    spec = {
+        "random": {
+            "samples": 5,
+            "seed": 3,
+            "families": {
+                "random_forest": {"n_estimators": {"low": 10, "high": 300}},
+                "svm": {"C": {"low": 0.01, "high": 100, "log": True}, "kernel": {"choice": ["rbf", "linear"]}},
+                "hist_gradient_boosting": {"learning_rate": {"low": 0.05, "high": 0.5}},
+            },
+        }
+    }
+    first, again = parse(spec), parse(spec)
+    assert first.keys == again.keys
+    by_family: dict = {}
+    for trial in first.trials:
+        by_family.setdefault(trial.get("family", "random_forest"), []).append(trial)
+    assert sorted(by_family) == ["hist_gradient_boosting", "random_forest", "svm"]
+    assert all(len(trials) == 5 for trials in by_family.values())  # distinct draws: none lost to duplicates
+    assert all(
+        isinstance(t["n_estimators"], int) and 10 <= t["n_estimators"] <= 300 for t in by_family["random_forest"]
+    )
+    assert all(0.01 <= t["C"] <= 100 and t["kernel"] in ("rbf", "linear") for t in by_family["svm"])
+    assert all(0.05 <= t["learning_rate"] <= 0.5 for t in by_family["hist_gradient_boosting"])
+    assert all(trial_params(key) == trial for key, trial in zip(first.keys, first.trials, strict=True))
+    assert parse({"random": {**spec["random"], "seed": 4}}).keys != first.keys
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"grid": {"families": {"xgboost": {}}}}, "no family ['xgboost']; the families are ['random_forest', 'svm',"),
+        (
+            {"grid": {"families": {"svm": {"n_estimators": [10]}}}},
+            "svm cannot tune ['n_estimators']; its hyperparameters are ['C', 'kernel', 'gamma']",
+        ),
+        (
+            {"grid": {"families": {"svm": {}}, "n_estimators": [10]}},
+            "grid has `families`, so its hyperparameters go under their family, not ['n_estimators']",
+        ),
+        ({"grid": {"families": []}}, "grid.families must map families (random_forest, svm,"),
+        ({"grid": {"C": [1.0]}}, "other families go under `families`: random_forest, svm, logistic_regression"),
+        ({"grid": {"families": {"svm": {"C": [0]}}}}, "C=0: Input should be greater than 0"),
+        ({"grid": {"families": {"mlp": {"hidden_layer_sizes": [[]]}}}}, "hidden_layer_sizes=[]: 1 to 10 layers"),
+        (
+            {"random": {"samples": 2, "families": {"svm": {"C": {"low": 0, "high": 1, "log": True}}}}},
+            "random.C: low and high must be numbers, low <= high (and > 0 with log)",
+        ),
+        (
+            {"random": {"samples": 2, "families": {"svm": {"kernel": {"low": 1, "high": 2}}}}},
+            "random.kernel takes {choice: [...]}, not a range",
+        ),
+        (
+            {"random": {"samples": 2, "families": {"svm": {"samples": 3}}}},
+            "svm cannot tune ['samples']",
+        ),
+    ],
+)
+def test_a_bad_space_across_families_is_refused_naming_what_is_wrong(spec, message):
+    with pytest.raises(SweepError) as refused:
+        parse(spec, "bad.yaml")
+    assert str(refused.value).startswith("bad.yaml: ") and message in str(refused.value), str(refused.value)
+
+
+def test_a_bad_entry_in_a_file_is_one_line_with_its_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ngrid:\n  families:\n    svm: {C: [1]}\n    logistic_regression: {kernel: [rbf]}\n")
+    with pytest.raises(SweepError) as refused:
+        load(bad)
+    assert str(refused.value) == (
+        f"{bad}:5:27: logistic_regression cannot tune ['kernel']; its hyperparameters are ['C', 'max_iter']"
+    )
+
+
+@pytest.mark.parametrize(
+    "key, message",
+    [
+        ("family=xgboost__C=1.0", "no family 'xgboost'"),
+        ("family=svm__n_estimators=10", "'n_estimators=10' is not one of ['C', 'kernel', 'gamma']"),
+        ("family=svm__kernel=RBF", "'kernel=RBF' is not one of"),
+        ("family=svm__kernel=cubic", "kernel='cubic': Input should be 'rbf', 'linear', 'poly' or 'sigmoid'"),
+    ],
+)
+def test_a_family_s_partition_key_that_is_not_a_trial_is_refused(key, message):
+    with pytest.raises(SweepError) as refused:
+        trial_params(key)
+    assert str(refused.value).startswith(f"trial {key!r}: ") and message in str(refused.value), str(refused.value)
+
+
+def test_every_sweep_shown_in_the_docs_is_valid():
+    import re
+
+    import yaml
+
+    page = (REPO_ROOT / "docs" / "sweeps.md").read_text()
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", page, re.S)]
+    assert len(blocks) >= 4
+    for spec in blocks:
+        spec = spec["ops"]["open_sweep"]["config"] if "ops" in spec else spec
+        assert parse(spec, "docs/sweeps.md").keys

@@ -22,11 +22,14 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from iris_assets.packaging.onnx import onnx_artifact
 from iris_assets.registry.assets import RegistryConfig
 from iris_assets.registry.promotion import COMPARED_WITH_TAG, PROMOTION_TAG
 from iris_assets.runs.workers import RUN_WORKER_TAG
 from iris_assets.settings import DEFAULT_REGISTERED_MODEL, DEFAULT_TUNING_EXPERIMENT
 from iris_assets.tracking.election import announced_mlflow_runs
+from iris_assets.training.assets import FAMILY_TAG
+from iris_assets.training.families import DEFAULT_FAMILY
 from iris_assets.tuning.ops import FAILED_TRIALS_TAG, NO_SPLITS, SWEEP_PARENT_TAG, SWEEP_TAG, TRIAL_TAG
 from iris_assets.tuning.space import load, trial_params
 from iris_assets_tests.mlflow_checks import artifact_paths
@@ -36,7 +39,7 @@ from iris_harness.processes import Service, free_port, mlflow_server, wait_for_h
 
 pytestmark = pytest.mark.servers
 
-SWEEP_FILE = REPO_ROOT / "examples" / "sweep.yaml"
+SWEEP_FILE = REPO_ROOT / "examples" / "families.yaml"  # three families, six trials
 SWEEP_WAIT = 600
 
 
@@ -159,7 +162,10 @@ def _assert_settled_sweep(stack: Stack, sweep_run_id: str, keys: list[str]):
         }
         assert set(child.data.metrics) >= {"accuracy", "precision", "recall", "f1_score"}
         assert child.data.tags["evaluation_digest"] == digest  # every trial scored on the same rows
-        assert "onnx_model/iris_random_forest.onnx" in artifact_paths(stack.tracking_uri, child.info.run_id)
+        # Its family, as a param and a tag, and the family's ONNX file.
+        family = trial_params(key).get("family", DEFAULT_FAMILY)
+        assert child.data.params["family"] == child.data.tags[FAMILY_TAG] == family
+        assert onnx_artifact(family) in artifact_paths(stack.tracking_uri, child.info.run_id)
         # Each trial its own Dagster run, a partition of iris_trials, tagged with its sweep.
         (trial_run,) = [
             stack.instance.get_run_by_id(run_id) for run_id in child.data.tags["dagster_run_ids"].split()[:1]
@@ -183,6 +189,9 @@ def _assert_settled_sweep(stack: Stack, sweep_run_id: str, keys: list[str]):
     summary = json.load(open(client.download_artifacts(parent.info.run_id, "sweep_summary.json")))
     assert sorted(trial["key"] for trial in summary["trials"]) == sorted(keys)
     assert summary["best"]["key"] == best[0]
+    assert {(t["key"], t["family"]) for t in summary["trials"]} == {
+        (key, trial_params(key).get("family", DEFAULT_FAMILY)) for key in keys
+    }
     plot = open(client.download_artifacts(parent.info.run_id, f"{rule.metric}_by_hyperparameter.png"), "rb").read()
     assert plot.startswith(b"\x89PNG")
 
@@ -191,6 +200,7 @@ def _assert_settled_sweep(stack: Stack, sweep_run_id: str, keys: list[str]):
         f"name = '{DEFAULT_REGISTERED_MODEL}' and tags.sweep_parent_run_id = '{parent.info.run_id}'"
     )
     assert version.run_id == best[1].info.run_id and version.tags["trial"] == best[0]
+    assert version.tags["family"] == best[1].data.params["family"]
     # ... that competed for champion like any version: against the champion, on the sweep's rows.
     assert version.tags[PROMOTION_TAG] in ("promoted", "not promoted")
     assert version.tags[COMPARED_WITH_TAG].startswith("v"), version.tags  # the pipeline's run made a champion
@@ -215,7 +225,7 @@ class GridSweep:
 
 @pytest.fixture(scope="module")
 def grid_sweep(stack, pipeline_ran) -> GridSweep:
-    """`iris-sweep launch examples/sweep.yaml --wait`: what it printed, the settled parent run."""
+    """`iris-sweep launch examples/families.yaml --wait`: what it printed, the settled parent run."""
     launched = stack.iris_sweep("launch", str(SWEEP_FILE), "--wait")
     assert launched.returncode == 0, (launched.stdout, launched.stderr, stack.logs())
     lines = launched.stdout.splitlines()
@@ -226,10 +236,16 @@ def grid_sweep(stack, pipeline_ran) -> GridSweep:
 
 
 def test_a_grid_sweep_launched_from_the_cli_with_wait(stack, grid_sweep):
-    """`iris-sweep launch examples/sweep.yaml --wait`: six trials, one parent, six children, the best
-    registered; a line per finished trial, then the decision."""
+    """`iris-sweep launch examples/families.yaml --wait` on a brand-new instance: six trials of three
+    families, one parent, six children (each with its family), the best of all registered and decided
+    under the one rule; a line per finished trial, then the decision."""
     run_id, keys = grid_sweep.run_id, grid_sweep.keys
     assert len(keys) == 6
+    assert {trial_params(key).get("family", DEFAULT_FAMILY) for key in keys} == {
+        "random_forest",
+        "svm",
+        "logistic_regression",
+    }
     assert stack.instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
     parent, by_key, best, version = _assert_settled_sweep(stack, run_id, keys)
     lines = grid_sweep.output.splitlines()

@@ -2,7 +2,7 @@
 
 The converted model is checked against scikit-learn on the test split before it
 is published: identical labels and probabilities within the tolerance that
-``parity_atol`` sets for the forest's size (``packaging.onnx.parity_tolerance``);
+``parity_atol`` sets for the model's number of trees (``packaging.onnx.parity_tolerance``);
 a mismatch fails the asset. It is logged with MLflow's onnx flavour, with a
 signature (four named columns in; ``species`` and a probability per species out)
 and an input example, so MLflow's own clients can serve it.
@@ -18,15 +18,16 @@ from iris_assets.data.schema import Splits
 from iris_assets.packaging.checks import PARITY, parity_result
 from iris_assets.packaging.onnx import (
     DEFAULT_PARITY_ATOL,
-    ONNX_ARTIFACT,
     ONNX_LOGGED_MODEL,
     OnnxClassifier,
+    onnx_artifact,
     onnx_requirements,
     parity,
     parity_tolerance,
     to_onnx,
 )
 from iris_assets.tracking import MlflowRun
+from iris_assets.training.families import ensemble_size, family_of
 from iris_assets.training.model import Classifier
 
 
@@ -36,7 +37,7 @@ class OnnxConfig(dg.Config):
         ge=0,
         le=1,
         description="Largest allowed difference between ONNX and scikit-learn probabilities, per 100 trees "
-        "(float32 rounding grows with the forest).",
+        "(forest trees or boosting iterations; float32 rounding grows with them; other families: the allowance itself).",
     )
 
 
@@ -56,17 +57,18 @@ def package_and_log(
     the parity check's result and the materialisation metadata. Raises OnnxParityError
     (after recording the failed check) when parity does not hold."""
     onnx_bytes = to_onnx(model, splits.X_test.shape[1])
-    tolerance = parity_tolerance(parity_atol, len(model.estimators_))
+    trees, artifact = ensemble_size(model), onnx_artifact(family_of(model).name)
+    tolerance = parity_tolerance(parity_atol, trees)
     label_mismatches, max_difference = parity(model, onnx_bytes, splits.X_test, tolerance)
     checked = parity_result(label_mismatches, max_difference, tolerance, mlflow)
     if not checked.passed:
         raise OnnxParityError(
             f"ONNX model disagrees with scikit-learn on the test split: {label_mismatches} "
             f"different labels, largest probability difference {max_difference:.3g} (allowed: "
-            f"{tolerance:.3g}, parity_atol={parity_atol} per 100 trees, {len(model.estimators_)} trees)",
+            f"{tolerance:.3g}, parity_atol={parity_atol} per 100 trees, {trees} trees)",
             checked,
         )
-    mlflow.log_bytes(onnx_bytes, ONNX_ARTIFACT)
+    mlflow.log_bytes(onnx_bytes, artifact)
     import mlflow.onnx as mlflow_onnx
     import numpy as np
     import onnx
@@ -92,7 +94,7 @@ def package_and_log(
         "test_rows_checked": len(splits.X_test),
         "max_probability_difference": dg.MetadataValue.float(max_difference),
         "parity_tolerance": dg.MetadataValue.float(tolerance),
-        "mlflow_artifact": ONNX_ARTIFACT,
+        "mlflow_artifact": artifact,
     }
     return onnx_bytes, checked, metadata
 

@@ -13,7 +13,7 @@ PARITY = dg.AssetCheckSpec(
     "parity",
     asset="onnx_model",
     description="onnxruntime and scikit-learn give the same labels, and probabilities within the "
-    "tolerance parity_atol sets for the forest's size, on the test split.",
+    "tolerance parity_atol sets for the model's number of trees, on the test split.",
 )
 
 

@@ -15,10 +15,11 @@ from pydantic import Field
 from iris_assets import groups, settings
 from iris_assets.data.schema import Splits
 from iris_assets.evaluation.scoring import METRICS, Metric
-from iris_assets.packaging.onnx import ONNX_ARTIFACT, ONNX_LOGGED_MODEL
+from iris_assets.packaging.onnx import ONNX_LOGGED_MODEL, onnx_artifact
 from iris_assets.registry.promotion import CHALLENGER, CHAMPION, Evaluation, PromotionRule, promote
 from iris_assets.registry.registration import register_model
 from iris_assets.tracking import MlflowRun
+from iris_assets.training.families import FAMILY, family_of
 from iris_assets.training.model import Classifier
 
 REGISTRY_POOL = "iris_registry"  # one promotion at a time per Dagster instance (limit 1)
@@ -69,13 +70,15 @@ def register_and_promote(
     import mlflow.sklearn as mlflow_sklearn
 
     source_run_id = source_run_id or mlflow.run_id
+    family = family_of(model)
     version = register_model(
         mlflow,
         name,
         tags={
             "accuracy": scores["accuracy"],
             "f1_score": scores["f1_score"],
-            "onnx_artifact_uri": f"runs:/{source_run_id}/{ONNX_ARTIFACT}",
+            FAMILY: family.name,
+            "onnx_artifact_uri": f"runs:/{source_run_id}/{onnx_artifact(family.name)}",
             **tags,
         },
         model_uri=model_uri,
@@ -91,6 +94,7 @@ def register_and_promote(
         evaluation=Evaluation(splits.X_test, splits.y_test, splits.evaluation_digest),
         load_model=lambda uri: mlflow.load_model(mlflow_sklearn, uri),
         rule=rule,
+        family=family.name,
     )
     if decision.champion_scores:
         mlflow.log_metrics({f"champion.{k}": v for k, v in decision.champion_scores.items()})
@@ -109,6 +113,7 @@ def register_and_promote(
     return {
         "registered_model": name,
         "version": int(version.version),
+        FAMILY: family.name,
         "alias": CHAMPION if decision.promoted else CHALLENGER,
         "promoted": decision.promoted,
         "decision": decision.summary(),

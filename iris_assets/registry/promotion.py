@@ -75,10 +75,12 @@ class Decision:
     evaluation_rows: int
     evaluation_digest: str
     rule: PromotionRule = field(default_factory=PromotionRule)
+    family: str = ""  # the candidate's model family
 
     def summary(self) -> str:
+        """The decision in one line: the version's description, the asset's metadata."""
         verdict = "promoted to champion" if self.promoted else "not promoted"
-        return f"v{self.version} {verdict}: {self.reason}"
+        return f"v{self.version} {verdict}: {self.reason}" + (f"; family {self.family}" if self.family else "")
 
 
 def eligibility_problem(rule: PromotionRule, classes: Sequence[Any], evaluation: Evaluation) -> Optional[str]:
@@ -119,8 +121,11 @@ def promote(
     evaluation: Evaluation,
     load_model: Callable[[str], Any],
     rule: PromotionRule,
+    family: str = "",
 ) -> Decision:
-    """Decide, under the registry lock, whether ``version`` of ``name`` replaces the champion; record it."""
+    """Decide, under the registry lock, whether ``version`` of ``name`` replaces the champion; record it.
+
+    Any model family competes under the same rule; the candidate's ``family`` ends the decision's summary."""
     with sqlite_registry_lock(tracking_uri):
         current = _alias_version(client, name, CHAMPION)
         champion_scores = None
@@ -152,6 +157,7 @@ def promote(
             evaluation_rows=evaluation.rows,
             evaluation_digest=evaluation.digest,
             rule=rule,
+            family=family,
         )
         _record(client, name, decision)
     return decision

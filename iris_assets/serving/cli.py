@@ -1,6 +1,7 @@
 """The `iris-predict` command: species of measurements read as CSV or JSON, with the packaged ONNX model.
 
-    iris-predict --model models:/iris-random-forest@champion measurements.csv
+    iris-predict measurements.csv                      # the champion of $IRIS_REGISTERED_MODEL (iris-classifier)
+    iris-predict --model models:/iris-classifier/3 measurements.csv
     echo '[[5.1, 3.5, 1.4, 0.2]]' | iris-predict --model runs:/<run_id> -
 
 Rows are CSV (the four measurements, with or without a header naming them) or
@@ -18,6 +19,7 @@ import math
 import sys
 from typing import Any, Optional, Sequence
 
+from iris_assets import settings
 from iris_assets.data.schema import FEATURES, FLOAT32_MAX
 from iris_assets.serving.predictor import IrisOnnxPredictor, PredictionError, Predictions
 
@@ -144,8 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument(
         "--model",
-        default="models:/iris-random-forest@champion",
-        help="a .onnx file, runs:/<run_id>, or models:/<name>@<alias> (default: %(default)s)",
+        help="a .onnx file, runs:/<run_id>, or models:/<name>@<alias> (default: the champion of the registered "
+        f"model, models:/<$IRIS_REGISTERED_MODEL, else {settings.DEFAULT_REGISTERED_MODEL}>@champion)",
     )
     parser.add_argument(
         "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the embedded store)"
@@ -156,9 +158,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         rows = parse_rows(read_input(args.input), args.format)
-        predictor = IrisOnnxPredictor.load(args.model, args.tracking_uri)
+        model = args.model or f"models:/{settings.current().registered_model}@champion"
+        predictor = IrisOnnxPredictor.load(model, args.tracking_uri)
         print(format_predictions(predictor.predict(rows), args.json))
-    except PredictionError as error:
+    except (PredictionError, settings.SettingError) as error:
         print(f"iris-predict: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,7 +1,7 @@
 """Predict Iris species with the packaged ONNX model: ``IrisOnnxPredictor``.
 
 The model comes from a ``.onnx`` file, an MLflow run (``runs:/<run_id>``, the run's
-``onnx_model/iris_random_forest.onnx``) or the registry (``models:/<name>@<alias>`` or
+``onnx_model/iris_<family>.onnx``) or the registry (``models:/<name>@<alias>`` or
 ``models:/<name>/<version>``). The onnxruntime session is created once per
 ``IrisOnnxPredictor`` and reused for every call.
 """
@@ -12,7 +12,8 @@ from typing import Any, Optional
 
 from iris_assets import settings
 from iris_assets.data.schema import FEATURES
-from iris_assets.packaging.onnx import ONNX_ARTIFACT, OnnxClassifier
+from iris_assets.packaging.onnx import ONNX_FOLDER, OnnxClassifier, onnx_artifact
+from iris_assets.training.families import DEFAULT_FAMILY
 
 
 class PredictionError(Exception):
@@ -70,8 +71,7 @@ def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:
     try:
         client = mlflow_client(store)
         if reference.startswith("runs:/"):
-            run_id, _, artifact = reference.removeprefix("runs:/").partition("/")
-            artifact_uri = f"runs:/{run_id}/{artifact or ONNX_ARTIFACT}"
+            artifact_uri = reference
         else:
             name, alias_or_version = _parse_models_uri(reference)
             version = (
@@ -79,8 +79,9 @@ def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:
                 if alias_or_version.isdigit()
                 else client.get_model_version_by_alias(name, alias_or_version)
             )
-            artifact_uri = version.tags.get("onnx_artifact_uri") or f"runs:/{version.run_id}/{ONNX_ARTIFACT}"
+            artifact_uri = version.tags.get("onnx_artifact_uri") or f"runs:/{version.run_id}/"
         run_id, _, artifact = artifact_uri.removeprefix("runs:/").partition("/")
+        artifact = artifact or _onnx_file(client, run_id)
         return Path(client.download_artifacts(run_id, artifact)).read_bytes()
     except MlflowException as error:
         raise PredictionError(f"model {reference!r}: {redacted(error.message)}") from None
@@ -91,6 +92,13 @@ def _read_model(reference: str, tracking_uri: Optional[str]) -> bytes:
         raise PredictionError(
             f"model {reference!r}: the tracking store {redacted(store)!r} cannot be used ({type(error).__name__}: {detail})"
         ) from None
+
+
+def _onnx_file(client: Any, run_id: str) -> str:
+    """The run's ONNX file (``onnx_model/iris_<family>.onnx``): the one .onnx file in its ONNX folder."""
+    found = [item.path for item in client.list_artifacts(run_id, ONNX_FOLDER) if item.path.endswith(".onnx")]
+    # None (or several, which this project never logs): name the forest's, so the error says what was looked for.
+    return found[0] if len(found) == 1 else onnx_artifact(DEFAULT_FAMILY)
 
 
 def _parse_models_uri(reference: str) -> tuple[str, str]:

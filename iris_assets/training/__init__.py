@@ -1,1 +1,1 @@
-"""Training: the random forest and the quality gate it must pass."""
+"""Training: the model (a random forest by default, or another family) and the quality gate it must pass."""

@@ -1,11 +1,9 @@
-"""What the forest is to the rest of the pipeline: its interface, how MLflow stores it, how it is built."""
+"""What the model is to the rest of the pipeline: its interface, how MLflow stores it, how the forest is built."""
 
 from collections.abc import Sequence
 from typing import Any, Optional, Protocol, runtime_checkable
 
-# MLflow serialises scikit-learn models with skops, which loads only types it is
-# told to trust; a random forest is made of these trees.
-SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+from iris_assets.training.families import build_model
 
 
 def model_requirements() -> list[str]:
@@ -21,10 +19,9 @@ def model_requirements() -> list[str]:
 
 @runtime_checkable
 class Classifier(Protocol):
-    """What downstream assets need of the model (typed without importing scikit-learn)."""
+    """What downstream assets need of the model, whatever its family (typed without importing scikit-learn)."""
 
     classes_: "Sequence[Any]"
-    estimators_: "Sequence[Any]"
 
     def predict(self, X): ...
 
@@ -32,10 +29,8 @@ class Classifier(Protocol):
 
 
 def build_forest(n_estimators: int, max_depth: Optional[int], random_state: int, n_jobs: Optional[int]) -> Any:
-    """The unfitted forest. ``n_jobs`` parallelises fitting and prediction over cores; the
-    trees, and so every prediction, are the same whatever it is (they depend on the seed only)."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    return RandomForestClassifier(
-        n_estimators=n_estimators, max_depth=max_depth, random_state=random_state, n_jobs=n_jobs
+    """The unfitted random forest (the default family)."""
+    return build_model(
+        "random_forest",
+        {"n_estimators": n_estimators, "max_depth": max_depth, "random_state": random_state, "n_jobs": n_jobs},
     )

@@ -42,6 +42,7 @@ from iris_assets.tracking import MlflowRun
 from iris_assets.tracking.election import announced_mlflow_runs
 from iris_assets.tracking.store import mlflow_client
 from iris_assets.training.assets import ModelConfig, fit_and_log
+from iris_assets.training.families import DEFAULT_FAMILY, FAMILY
 from iris_assets.tuning.space import Sweep, SweepError, parse, trial_params
 
 SPLITS = dg.AssetKey("splits")
@@ -57,9 +58,15 @@ class SweepSpec(dg.Config):
     """A sweep, as a sweep file says it (see tuning/space.py): `grid` or `random`."""
 
     name: str = Field(description="The sweep's name (its parent MLflow run is named after it).")
-    grid: Optional[dict[str, Any]] = Field(default=None, description="Every combination of these values is a trial.")
+    grid: Optional[dict[str, Any]] = Field(
+        default=None,
+        description="Every combination of these values is a trial (a random forest's; or `families`: each "
+        "family's own grid).",
+    )
     random: Optional[dict[str, Any]] = Field(
-        default=None, description="`samples` draws (seed `seed`) from {low, high} ranges."
+        default=None,
+        description="`samples` draws (seed `seed`) from {low, high} ranges or {choice: [...]} (or per family, "
+        "under `families`).",
     )
     experiment: Optional[str] = Field(
         default=None,
@@ -159,8 +166,13 @@ def trial(context: dg.OpExecutionContext, mlflow: MlflowRun) -> dg.Output[dict]:
 class Trial:
     key: str
     mlflow_run_id: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # as its key says them (a forest's without its family)
     scores: dict[str, float]
+
+    @property
+    def family_and_params(self) -> dict[str, Any]:
+        """Its model family, the default forest's too, and its hyperparameters: what the summary shows."""
+        return {FAMILY: self.params.get(FAMILY, DEFAULT_FAMILY), **self.params}
 
 
 def finished_trials(client: Any, sweep: SweepRun) -> list[Trial]:
@@ -262,10 +274,15 @@ def best_trial(
     if not trials:
         raise dg.Failure(description=f"sweep {sweep.mlflow_run_id} has no finished trial")
     best = max(trials, key=lambda t: _rank(t, rule))
-    plot = metric_by_parameter_png([(t.params, t.scores[rule.metric]) for t in trials], rule.metric)
+    plot = metric_by_parameter_png([(t.family_and_params, t.scores[rule.metric]) for t in trials], rule.metric)
     summary = {
-        "trials": [{"key": t.key, "mlflow_run_id": t.mlflow_run_id, **t.params, **t.scores} for t in trials],
-        "best": {"key": best.key, "mlflow_run_id": best.mlflow_run_id, "params": best.params, "scores": best.scores},
+        "trials": [{"key": t.key, "mlflow_run_id": t.mlflow_run_id, **t.family_and_params, **t.scores} for t in trials],
+        "best": {
+            "key": best.key,
+            "mlflow_run_id": best.mlflow_run_id,
+            "params": best.family_and_params,
+            "scores": best.scores,
+        },
         "metric": rule.metric,
     }
     mlflow.log_metrics({"trials": len(trials), **{f"best.{k}": v for k, v in best.scores.items()}})
@@ -275,7 +292,7 @@ def best_trial(
             "best_trial_run_id": best.mlflow_run_id,
             "best_run_url": mlflow.tracking_config().run_url(mlflow.experiment_id, best.mlflow_run_id),
             "child_run_ids": " ".join(sorted(t.mlflow_run_id for t in trials)),
-            **{f"best.{k}": str(v) for k, v in best.params.items()},
+            **{f"best.{k}": str(v) for k, v in best.family_and_params.items()},
         }
     )
     mlflow.log_dict(summary, "sweep_summary.json")

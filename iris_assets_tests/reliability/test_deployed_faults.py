@@ -394,14 +394,14 @@ def test_eight_runs_at_once_through_the_queue(topology, instance, outcome):
     assert errors == []
     # Promotions were decided one at a time (the registry pool): no two promoted versions
     # were compared with the same champion, and every decision names the champion it faced.
-    versions = topology.mlflow_client().search_model_versions("name = 'iris-random-forest'")
+    versions = topology.mlflow_client().search_model_versions("name = 'iris-classifier'")
     mine = [v for v in versions if v.tags.get("dagster_run_id") in run_ids]
     assert len(mine) == 8
     promoted = [v.tags["compared_with"] for v in mine if v.tags["promotion"] == "promoted"]
     assert len(promoted) == len(set(promoted)), [
         (v.version, v.tags["promotion"], v.tags["compared_with"]) for v in mine
     ]
-    champion = topology.mlflow_client().get_model_version_by_alias("iris-random-forest", "champion").version
+    champion = topology.mlflow_client().get_model_version_by_alias("iris-classifier", "champion").version
     assert str(champion) in {str(v.version) for v in versions}
     outcome.note(
         f"8 SUCCESS; 8 MLflow runs FINISHED, each with its own params and all artifacts; no step failure; "

@@ -83,7 +83,7 @@ def test_four_cli_runs_at_once_on_the_embedded_store(dagster_home, tmp_path, mon
     database = tracking_uri.removeprefix("sqlite:///")
     with sqlite3.connect(database) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    versions = MlflowClient(tracking_uri).search_model_versions("name = 'iris-random-forest'")
+    versions = MlflowClient(tracking_uri).search_model_versions("name = 'iris-classifier'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]
     champions = [
         v for v in versions if "champion" in MlflowClient(tracking_uri).get_model_version(v.name, v.version).aliases

@@ -164,7 +164,7 @@ def test_a_worker_killed_mid_step(scaleout, instance, outcome, repetition):
         experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
     )
     assert sorted(m.name for m in models) == ["model", "onnx"]  # one of each name
-    versions = [v for v in client.search_model_versions("name = 'iris-random-forest'") if v.run_id == run.info.run_id]
+    versions = [v for v in client.search_model_versions("name = 'iris-classifier'") if v.run_id == run.info.run_id]
     assert len(versions) == 1
     inputs = _count(d.dataset.name for d in run.inputs.dataset_inputs)
     assert inputs == {"iris_raw": 1, "iris_train": 1, "iris_test": 1}
