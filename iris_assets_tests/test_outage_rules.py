@@ -75,7 +75,8 @@ def test_waiting_for_services_logs_once_and_returns_those_still_away(monkeypatch
     away = outages.celery_broker(f"pyamqp://guest:secret-password@127.0.0.1:{port}//")
     answering = outages.Service("answering service", "here", lambda: None)
     lines: list[str] = []
-    assert outages.wait_until_ready([answering, away], lines.append) == [away]
+    ((still_away, error),) = outages.wait_until_ready([answering, away], lines.append)
+    assert still_away == away and isinstance(error, ConnectionRefusedError), error
     assert len(lines) == 1 and f"the Celery broker at pyamqp://127.0.0.1:{port}" in lines[0], lines
     assert "secret-password" not in lines[0]
     lines.clear()

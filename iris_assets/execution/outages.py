@@ -6,7 +6,8 @@ store of ``$IRIS_ASSET_STORAGE`` (``s3://``), and the Celery broker of a run on 
 
 * before its first step, a run waits until each of its services answers (an automatic
   retry launched during an outage waits for the recovery instead of failing at once);
-  past the limit it starts anyway, and the first call fails with that client's message;
+  past the limit a Celery run whose broker is away fails naming it (nothing can run),
+  and otherwise the run starts and the first call fails with that client's message;
 * a storage call that meets a connection error or a 5xx retries with backoff until the
   limit, then fails naming the store (``retrying``);
 * the Celery executor publishes a step with the same budget (``publish_retry_policy``),
@@ -35,6 +36,7 @@ T = TypeVar("T")
 # Seconds between attempts: quick at first (a restart), then every few seconds.
 BACKOFF = (0.5, 1, 2, 4, 5)
 LIMIT_SETTING = "$IRIS_OUTAGE_LIMIT_SECONDS"
+BROKER = "Celery broker"
 
 
 class ServiceUnavailable(ConnectionError):
@@ -109,7 +111,7 @@ def celery_broker(broker_url: str) -> Service:
         with kombu.Connection(broker_url, connect_timeout=5) as connection:
             connection.connect()
 
-    return Service("Celery broker", broker_address(broker_url), probe)
+    return Service(BROKER, broker_address(broker_url), probe)
 
 
 def broker_address(broker_url: str) -> str:
@@ -120,29 +122,29 @@ def broker_address(broker_url: str) -> str:
 # -- waiting -------------------------------------------------------------------------------------
 
 
-def wait_until_ready(services: Sequence[Service], log: Callable[[str], None]) -> list[Service]:
-    """Wait, up to the limit, until every service answers; the services still away (the run
-    then starts anyway: its first call to one fails with that client's own message)."""
+def wait_until_ready(services: Sequence[Service], log: Callable[[str], None]) -> list[tuple[Service, BaseException]]:
+    """Wait, up to the limit, until every service answers; the services still away, each with
+    its last error (the caller decides: fail naming one, or start and let its client say)."""
     deadline = time.monotonic() + limit_seconds()
-    waiting = list(services)
+    away: list[tuple[Service, BaseException]] = [(service, ConnectionError("not asked yet")) for service in services]
     announced = False
     pauses = backoff()
-    while waiting:
-        away = []
-        for service in waiting:
+    while away:
+        still: list[tuple[Service, BaseException]] = []
+        for service, _ in away:
             try:
                 service.probe()
             except Exception as error:
-                away.append((service, error))
-        waiting = [service for service, _ in away]
-        if not waiting:
+                still.append((service, error))
+        away = still
+        if not away:
             break
         if not announced:
-            names = ", ".join(f"the {s.name} at {s.address}" for s in waiting)
+            names = ", ".join(f"the {s.name} at {s.address}" for s, _ in away)
             log(f"Waiting up to {limit_seconds()} s ({LIMIT_SETTING}) for {names}: {shown_error(away[0][1])}")
             announced = True
         if time.monotonic() >= deadline:
-            return waiting
+            return away
         time.sleep(min(next(pauses), max(0.0, deadline - time.monotonic())))
     if announced:
         log("Every service answers: the run starts.")
@@ -206,4 +208,4 @@ def is_broker_error(error: BaseException) -> bool:
         from kombu.exceptions import OperationalError
     except ImportError:
         return False
-    return isinstance(error, (OperationalError, ConnectionError))
+    return isinstance(error, (OperationalError, ConnectionError)) and not isinstance(error, ServiceUnavailable)

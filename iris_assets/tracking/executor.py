@@ -52,7 +52,10 @@ class SettlingExecutor(dg.Executor):
         record_worker(plan_context.instance, plan_context.dagster_run.run_id)
         broker = getattr(self._inner, "broker", None)  # dagster-celery's executor: the run's broker URL
         try:
-            outages.wait_until_ready(self._services(plan_context, broker), plan_context.log.warning)
+            away = outages.wait_until_ready(self._services(plan_context, broker), plan_context.log.warning)
+            for service, error in away:
+                if service.name == outages.BROKER:  # no step can start: fail now, naming it
+                    raise service.unavailable(outages.limit_seconds(), error)
             with frozen_survivors():
                 yield from self._inner.execute(plan_context, execution_plan)
         except Exception as error:
