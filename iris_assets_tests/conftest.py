@@ -40,7 +40,7 @@ QUICK_MODULES = {
 # only: nothing is asserted about time.
 LONGEST_MODULES = {
     "test_benchmarks": 400,
-    "test_outages": 380,
+    "test_outages": 450,
     "test_deployed_faults": 350,
     "test_scaleout": 335,
     "test_sweeps": 320,

@@ -4,12 +4,14 @@ One topology for the module (iris_harness/scaleout.py, as test_scaleout's), star
 the default outage limit ($IRIS_OUTAGE_LIMIT_SECONDS, 60 s) and deploy/dagster.yaml's one
 automatic run retry. A blip within the limit must cost nothing: the run ends SUCCESS
 with no one acting, bound to one FINISHED MLflow run, each step's work recorded once.
-An outage past the limit fails the run naming the broker, the automatic retry waits for
-the broker, and a step message the broker hands out again for the failed run is dropped.
+An outage past the limit fails the run naming the broker; its automatic retry waits for
+the broker, fails before any step, and a re-execution of that retry continues the chain's
+first MLflow run; a step message the broker hands out again for the failed run is dropped.
 """
 
 import pickle
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pytest
@@ -19,7 +21,7 @@ from iris_assets.settings import DEFAULT_OUTAGE_LIMIT_SECONDS
 from iris_assets.tracking.tags import DAGSTER_RUN_IDS_TAG
 from iris_assets_tests.mlflow_checks import assert_complete_iris_run
 from iris_assets_tests.reliability.test_scaleout import CELERY, SLOW_MODEL, STORED_ASSETS, _mlflow_run, _why
-from iris_harness.graphql_client import launch_job, wait_for_run
+from iris_harness.graphql_client import launch_job, reexecute_from_failure, wait_for_run
 from iris_harness.processes import wait_until
 from iris_harness.runs import wait_for_step_start
 from iris_harness.scaleout import BUCKET, ScaleOut
@@ -101,11 +103,10 @@ def _outage(services, seconds: float) -> float:
     """Stop ``services`` together, start them again after ``seconds``; how long they were away
     (until each answered again)."""
     stopped = time.monotonic()
-    for service in services:
-        service.stop()
-    time.sleep(seconds)
-    for service in services:
-        service.start()
+    with ThreadPoolExecutor(len(services)) as together:  # side by side, as one machine's reboot
+        list(together.map(lambda service: service.stop(), services))
+        time.sleep(seconds)
+        list(together.map(lambda service: service.start(), services))
     return time.monotonic() - stopped
 
 
@@ -130,31 +131,40 @@ def test_broker_and_object_store_stopped_mid_step(scaleout, instance, outcome, s
 
 
 def test_broker_down_past_the_limit(scaleout, instance, outcome):
-    """Broker down past the limit mid-run: the run fails naming the broker, its automatic retry waits for the broker and finishes the same MLflow run; the step redelivered for the failed run is dropped"""
+    """Broker down past the limit mid-run: the run fails naming the broker; its automatic retry waits the limit for the broker and fails before any step; re-execution from failure of that retry finishes the first MLflow run; the step redelivered for the failed run is dropped"""
     run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
     wait_for_step_start(instance, "model", run_id, timeout=300)
     mlflow_run = _mlflow_run(scaleout, run_id)
+    named = f"The Celery broker at {broker_address(scaleout.broker.url)} did not answer"
     stopped = time.monotonic()
     scaleout.broker.stop()
     try:
         assert wait_for_run(scaleout.topology.web_port, run_id, timeout=600) == "FAILURE"
         failed_after = time.monotonic() - stopped
         model_value = _stored(scaleout, run_id, ["model"])["model"][:2] if _has_model(scaleout, run_id) else None
+        retry = wait_until(
+            lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id})),
+            120,
+            "the automatic retry",
+        )[0]
+        assert wait_for_run(scaleout.topology.web_port, retry.run_id, timeout=600) == "FAILURE"
     finally:
         scaleout.broker.start()
-    errors = _errors(instance, run_id)
-    named = f"The Celery broker at {broker_address(scaleout.broker.url)} did not answer"
-    assert any(named in error.message for error in errors), [error.message for error in errors]
-    assert not any("guest:guest" in error.to_string() for error in errors)  # the broker URL's credentials
-    retry = wait_until(
-        lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id})),
-        120,
-        "the automatic retry",
-    )[0]
-    assert wait_for_run(scaleout.topology.web_port, retry.run_id, timeout=900) == "SUCCESS", _why(
-        scaleout, instance, retry.run_id
+    for failed in (run_id, retry.run_id):
+        errors = _errors(instance, failed)
+        assert any(named in error.message for error in errors), [error.message for error in errors]
+        assert not any("guest:guest" in error.to_string() for error in errors)  # the broker URL's credentials
+    retry_log = [entry.message or "" for entry in instance.all_logs(retry.run_id)]
+    assert any(
+        line.startswith(f"Waiting up to {DEFAULT_OUTAGE_LIMIT_SECONDS} s") and "Celery broker" in line
+        for line in retry_log
+    ), retry_log
+    assert not instance.all_logs(retry.run_id, of_type=dg.DagsterEventType.STEP_START)  # failed before any step
+    resumed = reexecute_from_failure(scaleout.topology.web_port, retry.run_id)  # the UI's call
+    assert wait_for_run(scaleout.topology.web_port, resumed, timeout=900) == "SUCCESS", _why(
+        scaleout, instance, resumed
     )
-    _assert_recorded_once(scaleout, instance, run_id, mlflow_run, [run_id, retry.run_id])
+    _assert_recorded_once(scaleout, instance, run_id, mlflow_run, [run_id, resumed])
     # The model step had ended while the broker was away: its message, never acknowledged,
     # came back with the broker and was dropped (the run had failed), writing nothing.
     dropped = f"Dropped step 'model' of run {run_id}: the run is FAILURE."
@@ -163,8 +173,9 @@ def test_broker_down_past_the_limit(scaleout, instance, outcome):
     )
     assert model_value is not None and _stored(scaleout, run_id, ["model"])["model"][:2] == model_value
     outcome.note(
-        f"run FAILED {failed_after:.0f} s after the broker stopped, naming it; automatic retry waited, SUCCESS, "
-        "same MLflow run FINISHED once; redelivered model step dropped, nothing rewritten"
+        f"run FAILED {failed_after:.0f} s after the broker stopped, naming it; its automatic retry waited "
+        f"{DEFAULT_OUTAGE_LIMIT_SECONDS} s, failed before any step naming it; re-execution from failure of the retry SUCCESS, the first MLflow run "
+        "FINISHED once; redelivered model step dropped, nothing rewritten"
     )
 
 
