@@ -224,8 +224,8 @@ def test_a_client_without_storage_credentials_downloads_artifacts(scaleout, tmp_
     outcome.note("no AWS_* variable: artifacts downloaded and the model loaded through the server")
 
 
-def test_an_eight_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outcome):
-    """A sweep of 8 trials launched from Python with the celery executor, through the run queue on the workers: one parent, 8 children, nothing mixed"""
+def test_a_twelve_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outcome):
+    """A sweep of 12 trials launched from Python with the celery executor, through the run queue on the workers: one parent, 12 children, nothing mixed"""
     from iris_assets.settings import DEFAULT_TUNING_EXPERIMENT
     from iris_assets.tracking.election import announced_mlflow_runs
     from iris_assets.tuning.launch import launch_sweep, wait_for_sweep
@@ -236,15 +236,15 @@ def test_an_eight_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
         assert wait_for_run(scaleout.topology.web_port, first, timeout=600) == "SUCCESS", _why(
             scaleout, instance, first
         )
-    sweep_file = tmp_path / "eight.yaml"
-    sweep_file.write_text("name: eight\ngrid:\n  n_estimators: [10, 20, 30, 40]\n  max_depth: [3, 6]\n")
+    sweep_file = tmp_path / "twelve.yaml"
+    sweep_file.write_text("name: twelve\ngrid:\n  n_estimators: [10, 20, 30, 40]\n  max_depth: [3, 6, 9]\n")
     url = scaleout.topology.env["DAGSTER_UI_URL"]
     sweep_run_id = launch_sweep(str(sweep_file), url, executor="celery")
     progress: list[str] = []
     status = wait_for_sweep(sweep_run_id, url, progress.append)
     runs = instance.get_runs(filters=dg.RunsFilter(tags={SWEEP_TAG: sweep_run_id}))
     assert status == "SUCCESS", [_why(scaleout, instance, r.run_id) for r in [*runs]] + progress
-    assert sum(line.startswith("trial ") for line in progress) == 8, progress
+    assert sum(line.startswith("trial ") for line in progress) == 12, progress
 
     client = scaleout.topology.mlflow_client()
     experiment = client.get_experiment_by_name(DEFAULT_TUNING_EXPERIMENT)
@@ -256,9 +256,9 @@ def test_an_eight_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
     experiment_id = parent.info.experiment_id
     children = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     everything = client.search_runs([experiment_id])
-    assert len(children) == 8 and len(everything) == 9, [r.data.tags for r in everything]
+    assert len(children) == 12 and len(everything) == 13, [r.data.tags for r in everything]
     trial_runs = {r.run_id: r for r in runs if "dagster/partition" in r.tags}
-    assert len(trial_runs) == 8 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in trial_runs.values())
+    assert len(trial_runs) == 12 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in trial_runs.values())
     workers = []
     for child in children:
         dagster_run = trial_runs[child.data.tags["dagster_run_id"]]  # its own trial's run, of this sweep
@@ -274,8 +274,8 @@ def test_an_eight_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
         assert f"dagster/{dagster_run.run_id}/trial/result.pickle" in scaleout.store.keys(
             f"dagster/{dagster_run.run_id}/"
         )
-    assert len({child.data.tags["dagster_run_id"] for child in children}) == 8
-    assert parent.data.metrics["trials"] == 8
+    assert len({child.data.tags["dagster_run_id"] for child in children}) == 12
+    assert parent.data.metrics["trials"] == 12
     outcome.note(
-        f"parent FINISHED, 8 children each bound to its own trial run; trial steps per worker {_count(workers)}"
+        f"parent FINISHED, 12 children each bound to its own trial run; trial steps per worker {_count(workers)}"
     )
