@@ -2,7 +2,7 @@
 means, the wait for services, and the step lease on a real PostgreSQL.
 
 The outages themselves (broker and object store stopped mid-run on the scale-out topology)
-are in reliability/test_outages.py.
+are the last cases of reliability/test_scaleout.py.
 """
 
 import errno
