@@ -432,7 +432,13 @@ DERIVED_PROCESS_DEFAULTS = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES",)
 
 def _default_value(setting: Setting) -> str:
     if setting.name == "MLFLOW_HTTP_REQUEST_MAX_RETRIES":
-        return str(http_retries_within(current().outage_limit_seconds))
+        # Applied at import: only this setting is read, so another bad setting is reported
+        # where settings are validated (one line), not by an import error here.
+        try:
+            limit = int(os.environ.get("IRIS_OUTAGE_LIMIT_SECONDS", DEFAULT_OUTAGE_LIMIT_SECONDS))
+        except ValueError:
+            limit = DEFAULT_OUTAGE_LIMIT_SECONDS  # refused, naming it, when settings are validated
+        return str(http_retries_within(max(limit, 1)))
     return setting.default.strip("`")
 
 
