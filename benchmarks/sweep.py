@@ -6,8 +6,7 @@ store, dagster-webserver and dagster-daemon), the pipeline run once so the sweep
 splits. A: ``launch_sweep(examples/sweep.yaml)`` and ``wait_for_sweep`` until the sweep's
 run ends (what ``iris-sweep launch --wait`` does). B: what a user without sweeps types, a
 for-loop of ``dagster job execute -j iris_pipeline`` with each trial's hyperparameters, one
-after another in the foreground. The same for one trial: what a sweep costs beyond the run it
-makes. Where the sweep's time goes is read from its runs.
+after another in the foreground. Where the sweep's time goes is read from its runs.
 """
 
 import time
@@ -82,25 +81,7 @@ def run(repetitions: int, work_dir: Path, quick: bool) -> tuple[list[Row], str]:
                 total += run_timed([*execute, "-c", str(config)], REPO_ROOT, env, log=folder / "stdout.log").seconds
             return total
 
-        one_trial_file = folder / "one-trial.yaml"
-        one_trial_file.write_text(yaml.safe_dump({"name": "one", "grid": {k: [v] for k, v in trials[0].items()}}))
-        one_trial_config = folder / "one-trial-run.yaml"
-        one_trial_config.write_text(yaml.safe_dump({"ops": {"model": {"config": trials[0]}}}))
-
-        def one_trial_swept() -> float:
-            start = time.perf_counter()
-            run_id = launch_sweep(str(one_trial_file), url)
-            if (status := wait_for_sweep(run_id, url, out=lambda line: None)) != "SUCCESS":
-                raise RuntimeError(f"sweep {run_id} ended {status}")
-            return time.perf_counter() - start
-
-        def one_run() -> float:
-            return run_timed([*execute, "-c", str(one_trial_config)], REPO_ROOT, env, log=folder / "stdout.log").seconds
-
-        samples = interleave(
-            repetitions,
-            {"sweep": swept, "sequential": one_after_another, "one-trial sweep": one_trial_swept, "one run": one_run},
-        )
+        samples = interleave(repetitions, {"sweep": swept, "sequential": one_after_another})
         with dg.DagsterInstance.from_config(str(home)) as instance:
             detail = _where_the_time_goes(instance, sweeps[-1], len(trials))
     finally:
@@ -114,14 +95,7 @@ def run(repetitions: int, work_dir: Path, quick: bool) -> tuple[list[Row], str]:
             samples["sweep"],
             samples["sequential"],
             goal="<= 0.75",
-        ),
-        Row(
-            "7. Sweeps",
-            "a 1-trial sweep (`iris-sweep launch --wait`) / the same trial as one `dagster job execute`, wall time",
-            samples["one-trial sweep"],
-            samples["one run"],
-            note=f"the sweep costs {samples['one-trial sweep'].median - samples['one run'].median:+.1f} s",
-        ),
+        )
     ]
     return rows, detail
 
