@@ -16,7 +16,7 @@ import pytest
 from iris_assets import settings
 from iris_assets.execution import outages
 from iris_assets.execution.step_task import step_lease
-from iris_harness.processes import free_port, wait_until
+from iris_harness.processes import free_port
 
 
 def test_publishing_retries_cover_the_limit_and_no_more():
@@ -101,28 +101,25 @@ with step_lease("run-1", "model") as leased:
 
 
 def test_a_step_lease_is_exclusive_and_freed_when_its_worker_dies(postgres_url, monkeypatch):
-    """What lets a worker drop a redelivered step that a live worker runs, and run one whose worker died."""
+    """What lets a worker drop a redelivered step that a live worker runs, and run one whose worker
+    was just killed (its lease is waited for: PostgreSQL frees it a moment after the kill)."""
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url.replace("+psycopg2", ""))
     with step_lease("run-1", "model") as first:
-        with step_lease("run-1", "model") as second, step_lease("run-1", "metrics") as other_step:
+        with step_lease("run-1", "model", wait_seconds=1) as second, step_lease("run-1", "metrics") as other_step:
             assert (first, second, other_step) == (True, False, True)
-    with step_lease("run-1", "model") as again:
+    with step_lease("run-1", "model", wait_seconds=0) as again:
         assert again  # released when its block ended
     holder = subprocess.Popen([sys.executable, "-c", _HOLD], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         assert holder.stdout.readline().strip() == "True"
-        with step_lease("run-1", "model") as while_held:
+        with step_lease("run-1", "model", wait_seconds=1) as while_held:
             assert not while_held
-        holder.send_signal(signal.SIGKILL)  # a worker killed mid-step
-        holder.wait(timeout=30)
-
-        def free() -> bool:
-            with step_lease("run-1", "model") as leased:
-                return leased
-
-        wait_until(free, timeout=30, what="PostgreSQL to release the dead worker's lease")
+        holder.send_signal(signal.SIGKILL)  # a worker killed mid-step; its redelivery asks at once
+        with step_lease("run-1", "model") as after_the_kill:
+            assert after_the_kill
     finally:
         holder.kill()
+        holder.wait(timeout=30)
         holder.stdout.close()
 
 

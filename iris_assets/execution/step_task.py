@@ -8,7 +8,9 @@ PostgreSQL advisory lock on the run and step, on a connection of its own, which
 PostgreSQL releases when that worker dies. Before executing, a delivery takes the
 lease and reads the run's event log:
 
-* the lease is held -> a live worker is executing this step -> dropped;
+* the lease stays held for ``LEASE_WAIT_SECONDS`` -> a live worker is executing this
+  step -> dropped (the wait: PostgreSQL frees a killed worker's lease a moment after
+  RabbitMQ has already handed its step to another worker);
 * the run is no longer running (failed, canceled, succeeded) -> dropped;
 * the step already ended in this run -> dropped;
 * otherwise (first delivery, or its last worker died) -> executed.
@@ -37,11 +39,15 @@ from celery.exceptions import Ignore
 from celery.utils.log import get_task_logger
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
+from psycopg2 import errorcodes
 
 from iris_assets import dagster_private, settings
 from iris_assets.execution.celery import worker_settings
 
 logger = get_task_logger(__name__)
+# Long enough for PostgreSQL to end a killed worker's session on a loaded machine; short
+# enough that a duplicate delivery occupies a worker briefly.
+LEASE_WAIT_SECONDS = 30
 _ENDED = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED)
 
 
@@ -60,8 +66,9 @@ class StepTask(celery.Task):
 
 
 @contextmanager
-def step_lease(run_id: str, step_key: str) -> Iterator[bool]:
-    """Hold the lease of a run's step while the block runs; whether it was free (True without PostgreSQL)."""
+def step_lease(run_id: str, step_key: str, wait_seconds: float = LEASE_WAIT_SECONDS) -> Iterator[bool]:
+    """Hold the lease of a run's step while the block runs, waiting up to ``wait_seconds`` for it;
+    whether it was had (True without PostgreSQL)."""
     url = settings.current().dagster_postgres_sqlalchemy_url
     if url is None:
         yield True
@@ -71,9 +78,7 @@ def step_lease(run_id: str, step_key: str) -> Iterator[bool]:
     try:
         with engine.connect() as connection:
             # Session-level: held until released or the connection ends (the worker died).
-            leased = bool(
-                connection.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
-            )
+            leased = _lock(connection, key, wait_seconds)
             try:
                 yield leased
             finally:
@@ -82,6 +87,22 @@ def step_lease(run_id: str, step_key: str) -> Iterator[bool]:
                         connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
     finally:
         engine.dispose()
+
+
+def _lock(connection: sqlalchemy.Connection, key: int, wait_seconds: float) -> bool:
+    """Take a session-level advisory lock, waiting at most ``wait_seconds``; whether it was taken."""
+    connection.execute(
+        sqlalchemy.text("SELECT set_config('lock_timeout', :timeout, false)"),
+        {"timeout": f"{max(1, int(wait_seconds * 1000))}ms"},  # 0 would mean forever
+    )
+    try:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+    except sqlalchemy.exc.OperationalError as error:
+        if getattr(error.orig, "pgcode", None) == errorcodes.LOCK_NOT_AVAILABLE:
+            connection.rollback()
+            return False
+        raise
+    return True
 
 
 def why_drop(instance: dg.DagsterInstance, run_id: str, step_key: str) -> Optional[str]:
