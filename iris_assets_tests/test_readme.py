@@ -122,7 +122,8 @@ def test_the_readme_tour_works_as_written_from_a_clean_clone(clone, tmp_path, mo
             )
             assert result.returncode == 0, (
                 f"README command failed ({result.returncode}): {step.command}\n"
-                f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-5000:]}"
+                f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-5000:]}\n"
+                + "".join(f"--- {log.name} (a server)\n{log.read_text()[-3000:]}\n" for log in sorted(logs.iterdir()))
             )
             if step.expected is not None:
                 assert result.stdout.strip() == step.expected.strip(), f"README output drifted: {step.command}"

@@ -53,7 +53,7 @@ _LOGS = """
 query($id: ID!, $cursor: String) { logsForRun(runId: $id, afterCursor: $cursor) {
   __typename ... on EventConnection { cursor hasMore events { __typename
     ... on MessageEvent { message stepKey }
-    ... on ExecutionStepFailureEvent { error { message } } } } } }
+    ... on ErrorEvent { error { message } } } } } }
 """
 _OVER = {"SUCCESS", "FAILURE", "CANCELED"}
 _FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "
@@ -129,9 +129,10 @@ def wait_for_sweep(run_id: str, url: Optional[str] = None, out: Callable[[str], 
                 message = event.get("message") or ""
                 if event["__typename"] == "LogMessageEvent" and message.startswith(_PROGRESS):
                     out(message)
-                elif event["__typename"] == "ExecutionStepFailureEvent" and event.get("error"):
+                elif (event.get("error") or {}).get("message"):
+                    # A step's failure, or the run's own (its launch or run worker failed): never a bare FAILURE.
                     reason = event["error"]["message"].strip().removeprefix(_FAILURE_PREFIX)
-                    out(f"{event.get('stepKey')} failed: {reason}")
+                    out(f"{event.get('stepKey') or 'the sweep run'} failed: {reason}")
             if not logs.get("hasMore"):
                 break
         if status in _OVER:

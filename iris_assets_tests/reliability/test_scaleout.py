@@ -78,6 +78,14 @@ def _why(scaleout, instance, run_id: str) -> str:
     return "\n".join(texts)[-6000:] + "\n" + workers
 
 
+def _final_status(scaleout, instance, run_id: str, timeout: float = 900) -> str:
+    """The run's final status; a run that never ends fails the test with what `_why` shows."""
+    try:
+        return wait_for_run(scaleout.topology.web_port, run_id, timeout=timeout)
+    except TimeoutError as error:
+        raise AssertionError(f"{error}\n{_why(scaleout, instance, run_id)}") from None
+
+
 def _mlflow_run(scaleout, dagster_run_id: str):
     client = scaleout.topology.mlflow_client()
     experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
@@ -101,7 +109,7 @@ def _assert_values_in_the_bucket(scaleout, run_id: str) -> None:
 def test_the_whole_graph_on_celery_workers(scaleout, instance, outcome):
     """The whole graph on two Celery workers: one FINISHED MLflow run, steps on both workers, values in the bucket per run"""
     run_id = launch_job(scaleout.topology.web_port, run_config=CELERY)
-    assert wait_for_run(scaleout.topology.web_port, run_id, timeout=600) == "SUCCESS", _why(scaleout, instance, run_id)
+    assert _final_status(scaleout, instance, run_id, timeout=600) == "SUCCESS", _why(scaleout, instance, run_id)
     run = _mlflow_run(scaleout, run_id)
     assert_complete_iris_run(scaleout.topology.mlflow_url, run)
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server, stored in the bucket
@@ -166,9 +174,7 @@ def test_a_worker_killed_mid_step(scaleout, instance, outcome, repetition):
     )
     scaleout.kill_worker(victim)
     try:
-        assert wait_for_run(scaleout.topology.web_port, run_id, timeout=900) == "SUCCESS", _why(
-            scaleout, instance, run_id
-        )
+        assert _final_status(scaleout, instance, run_id) == "SUCCESS", _why(scaleout, instance, run_id)
     finally:
         scaleout.start_worker(victim)
         scaleout.wait_worker(victim)
@@ -202,7 +208,7 @@ def test_a_celery_run_canceled_then_reexecuted(scaleout, instance, outcome):
         lambda: client.get_run(mlflow_run.info.run_id).info.status == "KILLED", 180, "the MLflow run to end KILLED"
     )
     child = reexecute_from_failure(scaleout.topology.web_port, run_id)
-    assert wait_for_run(scaleout.topology.web_port, child, timeout=900) == "SUCCESS", _why(scaleout, instance, child)
+    assert _final_status(scaleout, instance, child, timeout=900) == "SUCCESS", _why(scaleout, instance, child)
     finished = client.get_run(mlflow_run.info.run_id)
     assert finished.data.tags[DAGSTER_RUN_IDS_TAG].split() == [run_id, child]
     assert_complete_iris_run(scaleout.topology.mlflow_url, finished, n_estimators=2000)
@@ -250,9 +256,7 @@ def test_a_twelve_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
 
     if instance.get_latest_materialization_event(dg.AssetKey("splits")) is None:  # the sweep pins the splits
         first = launch_job(scaleout.topology.web_port, run_config=CELERY)
-        assert wait_for_run(scaleout.topology.web_port, first, timeout=600) == "SUCCESS", _why(
-            scaleout, instance, first
-        )
+        assert _final_status(scaleout, instance, first, timeout=600) == "SUCCESS", _why(scaleout, instance, first)
     sweep_file = tmp_path / "twelve.yaml"
     sweep_file.write_text("name: twelve\ngrid:\n  n_estimators: [10, 20, 30, 40]\n  max_depth: [3, 6, 9]\n")
     url = scaleout.topology.env["DAGSTER_UI_URL"]
@@ -370,7 +374,7 @@ def test_broker_and_object_store_stopped_mid_step(scaleout, instance, outcome, s
     wait_for_step_start(instance, "model", run_id, timeout=300)
     time.sleep(1)
     away = _outage([scaleout.broker, scaleout.store], seconds)
-    assert wait_for_run(scaleout.topology.web_port, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
+    assert _final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
     assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
     successes = _successes_by_step(instance, run_id)
     assert successes == {s: 1 for s in [*STORED_ASSETS, "registered_model"]}, successes
@@ -414,9 +418,7 @@ def test_broker_down_past_the_limit(scaleout, instance, outcome):
     ), retry_log
     assert not instance.all_logs(retry.run_id, of_type=dg.DagsterEventType.STEP_START)  # failed before any step
     resumed = reexecute_from_failure(scaleout.topology.web_port, retry.run_id)  # the UI's call
-    assert wait_for_run(scaleout.topology.web_port, resumed, timeout=900) == "SUCCESS", _why(
-        scaleout, instance, resumed
-    )
+    assert _final_status(scaleout, instance, resumed, timeout=900) == "SUCCESS", _why(scaleout, instance, resumed)
     _assert_recorded_once(scaleout, instance, run_id, mlflow_run, [run_id, resumed])
     # The model step had ended while the broker was away: its message, never acknowledged,
     # came back with the broker and was dropped (the run had failed), writing nothing.
