@@ -39,7 +39,7 @@ from celery.exceptions import Ignore
 from celery.utils.log import get_task_logger
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
-from psycopg2 import errorcodes
+from psycopg2 import errorcodes  # type: ignore[import-untyped]
 
 from iris_assets import dagster_private, settings
 from iris_assets.execution.celery import worker_settings
