@@ -355,10 +355,12 @@ ALL_SETTINGS: tuple[Setting, ...] = (*PROJECT_SETTINGS, *CREDENTIALS.values(), *
 
 
 # The one `dagster.yaml` of a local instance: no telemetry; pools of one step (one registry
-# promotion at a time, registry/promotion.py); runs print INFO and above on the terminal (the
-# event log keeps every event). deploy/dagster.yaml is the compose stack's.
+# promotion at a time, registry/promotion.py); the queue looked at every second, not Dagster's
+# 5 (a sweep is a run, then its trials' runs: two waits in the queue); runs print INFO and
+# above on the terminal (the event log keeps every event). deploy/dagster.yaml is the compose stack's.
 LOCAL_DAGSTER_YAML = (
     "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+    "run_queue:\n  dequeue_interval_seconds: 1\n"
     "python_logs:\n  python_log_level: INFO\n"
 )
 
