@@ -20,7 +20,7 @@ EXPECTED_ROWS = {
     "4. Serving": 6,
     "5. Peak memory": 3,
     "6. Scale-out": 1,
-    "7. Sweeps": 1,
+    "7. Sweeps": 2,
     "8. Data size": 3,
     "9. Run start": 1,
 }
