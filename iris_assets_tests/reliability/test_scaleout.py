@@ -387,6 +387,34 @@ def test_broker_and_object_store_stopped_mid_step(scaleout, instance, outcome, s
     )
 
 
+# The executors that run steps without Celery, and the line each logs as a run starts.
+LOCAL_EXECUTORS = {"in_process": "Executing steps in process", "multiprocess": "Executing steps using multiprocess"}
+
+
+@pytest.mark.parametrize("executor", list(LOCAL_EXECUTORS))
+def test_tracking_server_restarted_mid_step_on_the_default_limit(scaleout, instance, outcome, executor):
+    """MLflow server stopped mid-step for 10 s, then restarted, on the in-process and multiprocess executors under the default limit: MLflow's retries ride it out, SUCCESS unattended, one FINISHED MLflow run, each step once"""
+    run_config = {**SLOW_MODEL, "execution": {"config": {executor: {}}}}
+    run_id = launch_job(scaleout.topology.web_port, run_config=run_config)
+    wait_for_step_start(instance, "model", run_id, timeout=300)
+    time.sleep(1)
+    stopped = time.monotonic()
+    scaleout.topology.stop_mlflow()
+    time.sleep(10)
+    scaleout.topology.start_mlflow()
+    away = time.monotonic() - stopped
+    assert _final_status(scaleout, instance, run_id, timeout=600) == "SUCCESS", _why(scaleout, instance, run_id)
+    assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
+    messages = [entry.message or "" for entry in instance.all_logs(run_id)]
+    assert any(m.startswith(LOCAL_EXECUTORS[executor]) for m in messages)
+    successes = _successes_by_step(instance, run_id)
+    assert successes == {s: 1 for s in [*STORED_ASSETS, "registered_model"]}, successes
+    _assert_recorded_once(scaleout, instance, run_id, _mlflow_run(scaleout, run_id), [run_id])
+    outcome.note(
+        f"{executor}: server away {away:.0f} s (stopped 10 s, then its restart): SUCCESS without a retry, one FINISHED MLflow run, each step once"
+    )
+
+
 def test_broker_down_past_the_limit(scaleout, instance, outcome):
     """Broker down past the limit mid-run: the run fails naming the broker; its automatic retry waits the limit for the broker and fails before any step; re-execution from failure of that retry finishes the first MLflow run; the step redelivered for the failed run is dropped"""
     run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
