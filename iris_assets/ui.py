@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,8 +52,14 @@ def _run(host: str, dagster_port: int, mlflow_port: int) -> int:
     from iris_assets.tracking import config as tracking_config
     from iris_assets.tracking.redaction import without_credentials
 
-    home = initialise()  # the project's instance, made if new; sets $DAGSTER_HOME for the children
     tracking = tracking_config.resolve()
+    serves_mlflow = not tracking.tracking_uri.startswith(("http://", "https://"))
+    # A second iris-ui (or a dg dev) on the same ports would start a second daemon on the
+    # instance and lose the port to the first: refuse before starting anything.
+    _refuse_if_taken(host, dagster_port, "--dagster-port")
+    if serves_mlflow:
+        _refuse_if_taken(host, mlflow_port, "--mlflow-port")
+    home = initialise()  # the project's instance, made if new; sets $DAGSTER_HOME for the children
     bin_dir = Path(sys.executable).parent
     dagster_url = f"http://{host}:{dagster_port}"
     children: dict[str, subprocess.Popen] = {}
@@ -65,7 +72,7 @@ def _run(host: str, dagster_port: int, mlflow_port: int) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        if tracking.tracking_uri.startswith(("http://", "https://")):
+        if not serves_mlflow:
             mlflow_url = without_credentials(tracking.ui_url)
             mlflow_note = f"the tracking server of $MLFLOW_TRACKING_URI ({without_credentials(tracking.tracking_uri)})"
             waits = {}
@@ -100,6 +107,18 @@ def _run(host: str, dagster_port: int, mlflow_port: int) -> int:
         return 0
     finally:
         _stop_all(children.values())
+
+
+def _refuse_if_taken(host: str, port: int, option: str) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UiError(
+                f"{host}:{port} is taken ({error.strerror}): is iris-ui or dg dev already running? "
+                f"Open http://{host}:{port}, stop what holds it, or choose another {option}"
+            ) from None
 
 
 def _start(command: list[str], env: dict[str, str], label: str) -> subprocess.Popen:

@@ -93,6 +93,10 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _logs(folder: Path) -> str:
+    return "".join(f"--- {log.name} (a server)\n{log.read_text()[-3000:]}\n" for log in sorted(folder.iterdir()))
+
+
 def test_the_readme_tour_works_as_written_from_a_clean_clone(clone, tmp_path, monkeypatch):
     steps = tour((clone / "README.md").read_text())
     env = _fresh_shell_environment()
@@ -101,6 +105,8 @@ def test_the_readme_tour_works_as_written_from_a_clean_clone(clone, tmp_path, mo
     logs.mkdir()
     try:
         for number, step in enumerate(steps):
+            for command, server in servers.items():  # a server that stopped would leave the next step to another
+                assert server.poll() is None, f"README server exited ({server.returncode}): {command}\n{_logs(logs)}"
             if step.urls:
                 if step.command in servers:
                     continue  # the same server, started earlier in the page
@@ -122,8 +128,7 @@ def test_the_readme_tour_works_as_written_from_a_clean_clone(clone, tmp_path, mo
             )
             assert result.returncode == 0, (
                 f"README command failed ({result.returncode}): {step.command}\n"
-                f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-5000:]}\n"
-                + "".join(f"--- {log.name} (a server)\n{log.read_text()[-3000:]}\n" for log in sorted(logs.iterdir()))
+                f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-5000:]}\n{_logs(logs)}"
             )
             if step.expected is not None:
                 assert result.stdout.strip() == step.expected.strip(), f"README output drifted: {step.command}"

@@ -147,3 +147,25 @@ def test_daemon_runs_the_sensor_and_the_schedule(tmp_path, instance, tracking_ur
     finally:
         restarted.stop()
     assert len(_sensor_runs(instance)) == 2
+
+
+@pytest.mark.parametrize("option", ["--dagster-port", "--mlflow-port"])
+def test_iris_ui_refuses_a_taken_port_before_starting_anything(tmp_path, monkeypatch, capsys, option):
+    """A second iris-ui (the README's step 1 done twice) would start a second daemon on the instance."""
+    import socket
+
+    from iris_assets import ui
+
+    home = tmp_path / "new_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        ports = {"--dagster-port": str(free_port()), "--mlflow-port": str(free_port()), option: str(taken)}
+        assert ui.main([argument for pair in ports.items() for argument in pair]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert f"127.0.0.1:{taken} is taken" in error and option in error, error
+    assert not home.exists()  # refused before the instance was made
