@@ -50,6 +50,15 @@ def screenshot_folder() -> str:
     return folder
 
 
+def show_model_training(page) -> None:
+    """MLflow 3.17 shows a run in its GenAI view with an "MLflow Assistant" panel over it
+    (the `workflowType` of a link is not enough): close the panel, choose "Model training"."""
+    close = page.get_by_role("button", name="Close", exact=True)
+    close.wait_for(timeout=60_000)
+    close.click()
+    page.get_by_role("button", name="Model training", exact=True).click()
+
+
 @pytest.fixture
 def stack(tmp_path, dagster_home, monkeypatch):
     """(Dagster UI URL, MLflow URL): the servers the assets log to and link to."""

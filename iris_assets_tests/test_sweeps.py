@@ -334,7 +334,7 @@ def test_the_sweep_in_the_mlflow_ui(stack, grid_sweep, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     from iris_assets_tests.conftest import LEFT_BEHIND
-    from iris_assets_tests.test_browser import CHROMIUM_ARGS, screenshot_folder
+    from iris_assets_tests.test_browser import CHROMIUM_ARGS, screenshot_folder, show_model_training
 
     port = free_port()
     server = mlflow_server(tmp_path, port, store=stack.tracking_uri)
@@ -347,12 +347,13 @@ def test_the_sweep_in_the_mlflow_ui(stack, grid_sweep, tmp_path):
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.set_default_timeout(60_000)
             expect.set_options(timeout=60_000)  # a loaded machine renders MLflow's pages slowly
-            page.goto(f"{base}/runs/{parent.info.run_id}")
+            page.goto(f"{base}/runs/{parent.info.run_id}?workflowType=machine_learning")  # as the project links
+            show_model_training(page)
             expect(page.get_by_text(parent.data.tags["mlflow.runName"]).first).to_be_visible()
             for metric in ("trials", "best.accuracy"):
                 expect(page.get_by_role("link", name=metric, exact=True)).to_be_visible()
             page.screenshot(path=f"{folder}/sweep-parent-run.png")
-            page.goto(f"{base}/runs")  # the experiment's runs table: the parent, its six children under it
+            page.goto(f"{base}/runs?workflowType=machine_learning")  # the parent, its six children under it
             expect(page.get_by_text(parent.data.tags["mlflow.runName"]).filter(visible=True).first).to_be_visible()
             page.screenshot(path=f"{folder}/sweep-runs.png")
             browser.close()
