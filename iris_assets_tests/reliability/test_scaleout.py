@@ -19,7 +19,6 @@ import pickle
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pytest
@@ -356,24 +355,27 @@ def _default_registered_model() -> str:
     return settings.current().registered_model
 
 
-def _outage(services, seconds: float) -> float:
-    """Stop ``services`` together, start them again after ``seconds``; how long they were away
-    (until each answered again)."""
+def _outage(service, seconds: float) -> float:
+    """Stop ``service``, start it again after ``seconds``; how long it was away (until it answered again)."""
     stopped = time.monotonic()
-    with ThreadPoolExecutor(len(services)) as together:  # side by side, as one machine's reboot
-        list(together.map(lambda service: service.stop(), services))
-        time.sleep(seconds)
-        list(together.map(lambda service: service.start(), services))
+    service.stop()
+    time.sleep(seconds)
+    service.start()
     return time.monotonic() - stopped
 
 
+# The services a Celery run needs besides PostgreSQL, by what an operator calls them.
+OUTAGE_SERVICES = {"broker": lambda scaleout: scaleout.broker, "object store": lambda scaleout: scaleout.store}
+
+
 @pytest.mark.parametrize("seconds", [10, 45])
-def test_broker_and_object_store_stopped_mid_step(scaleout, instance, outcome, seconds):
-    """Broker and object store stopped together mid-step for 10 s, then 45 s: SUCCESS unattended, one FINISHED MLflow run, each step once, every stored value intact"""
+@pytest.mark.parametrize("service", list(OUTAGE_SERVICES))
+def test_a_service_stopped_mid_step_within_the_limit(scaleout, instance, outcome, service, seconds):
+    """Broker, or object store, stopped mid-step for 10 s, then 45 s: SUCCESS unattended, one FINISHED MLflow run, each step once, every stored value intact"""
     run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
     wait_for_step_start(instance, "model", run_id, timeout=300)
     time.sleep(1)
-    away = _outage([scaleout.broker, scaleout.store], seconds)
+    away = _outage(OUTAGE_SERVICES[service](scaleout), seconds)
     assert _final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
     assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
     successes = _successes_by_step(instance, run_id)
@@ -382,7 +384,7 @@ def test_broker_and_object_store_stopped_mid_step(scaleout, instance, outcome, s
     stored = _stored(scaleout, run_id)
     assert stored["model"][2].n_estimators == 2000 and len(stored["splits"][2].X_test) == 30
     outcome.note(
-        f"services away {away:.0f} s (stopped {seconds} s, then their restart): SUCCESS without a retry, "
+        f"{service} away {away:.0f} s (stopped {seconds} s, then its restart): SUCCESS without a retry, "
         "one FINISHED MLflow run, each step once, one model and version, values intact"
     )
 
