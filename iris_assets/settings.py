@@ -363,6 +363,12 @@ LOCAL_DAGSTER_YAML = (
     "run_queue:\n  dequeue_interval_seconds: 1\n"
     "python_logs:\n  python_log_level: INFO\n"
 )
+# What earlier versions wrote: `iris-runs init` brings a file still holding one exactly (never
+# edited by its user) up to LOCAL_DAGSTER_YAML, so a pulled change reaches existing instances.
+EARLIER_LOCAL_DAGSTER_YAMLS = (
+    "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+    "python_logs:\n  python_log_level: INFO\n",
+)
 
 # Dagster CLI commands that execute runs in their own process on the instance of $DAGSTER_HOME,
 # or, with it unset, on a temporary one they delete when they exit (runs no UI ever shows).

@@ -56,3 +56,25 @@ def test_unset_and_empty_mean_the_default(monkeypatch):
     current = settings.current()
     assert current.experiment == settings.DEFAULT_EXPERIMENT
     assert current.registered_model == settings.DEFAULT_REGISTERED_MODEL
+
+
+def test_an_instance_made_by_an_earlier_version_is_brought_up_to_date(tmp_path, monkeypatch):
+    """`iris-runs init` (install.sh, iris-ui) rewrites a dagster.yaml an earlier version wrote, never an edited one."""
+    import dagster as dg
+
+    from iris_assets.runs.cli import INITIALISED, initialise
+
+    earlier, edited = tmp_path / "earlier", tmp_path / "edited"
+    for home, text in (
+        (earlier, settings.EARLIER_LOCAL_DAGSTER_YAMLS[0]),
+        (edited, "# mine\n" + settings.EARLIER_LOCAL_DAGSTER_YAMLS[0]),
+    ):
+        home.mkdir()
+        (home / "dagster.yaml").write_text(text)
+        (home / INITIALISED).touch()  # made and used before
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        initialise()
+    assert (earlier / "dagster.yaml").read_text() == settings.LOCAL_DAGSTER_YAML
+    assert (edited / "dagster.yaml").read_text() == "# mine\n" + settings.EARLIER_LOCAL_DAGSTER_YAMLS[0]
+    with dg.DagsterInstance.from_config(str(earlier)) as instance:
+        assert instance.run_coordinator.dequeue_interval_seconds == 1  # type: ignore[attr-defined]

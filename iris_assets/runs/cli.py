@@ -110,18 +110,22 @@ def initialise() -> Path:
     Dagster creates a new sqlite instance's tables on first use; several processes
     doing that at once (five `dg launch` on a new home) race in the schema migration
     and can leave the instance unusable. This runs once per home, under a file lock,
-    before anything else uses it (scripts/install.sh, scripts/env.sh).
+    before anything else uses it (scripts/install.sh, scripts/env.sh). A `dagster.yaml`
+    an earlier version wrote, unedited, is brought up to date each time.
     """
     import fcntl
 
     home = settings.use_project_instance()
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
     with open(home / ".iris-init.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if config.exists() and _head(config) in settings.EARLIER_LOCAL_DAGSTER_YAMLS:
+            config.write_text(settings.LOCAL_DAGSTER_YAML)
         if (home / INITIALISED).exists():
             return home
-        if not (home / "dagster.yaml").exists():
-            (home / "dagster.yaml").write_text(settings.LOCAL_DAGSTER_YAML)
+        if not config.exists():
+            config.write_text(settings.LOCAL_DAGSTER_YAML)
         with dg.DagsterInstance.get() as instance:
             instance.get_runs(limit=1)
             instance.all_instigator_state()
@@ -129,6 +133,12 @@ def initialise() -> Path:
             instance.event_log_storage.get_pool_limits()
         (home / INITIALISED).touch()
     return home
+
+
+def _head(path: Path) -> str:
+    """The start of a file, enough to compare with a few hundred bytes (whatever its size)."""
+    with open(path, "rb") as file:
+        return file.read(4096).decode("utf-8", errors="replace")
 
 
 if __name__ == "__main__":
