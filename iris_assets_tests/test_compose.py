@@ -68,6 +68,8 @@ def test_compose_stack(env_file):
     assert services["code"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
     for name in ("webserver", "daemon"):
         assert services[name]["depends_on"]["code"]["condition"] == "service_healthy"
+    # The dead-run check knows run workers by host: a recreated code container keeps its name.
+    assert services["code"]["hostname"] == "code"
 
     # MLflow on PostgreSQL, serving artifacts, allowing the Host header the others send,
     # and a healthcheck that calls the API (where a wrong Host header gets 403).

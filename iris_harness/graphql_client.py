@@ -150,6 +150,25 @@ def reload_until_answered(port: int, run_id: str, timeout: float = 60) -> None:
     )
 
 
+LOCATIONS = """
+query { workspaceOrError { __typename ... on Workspace { locationEntries {
+  name locationOrLoadError { __typename } } } } }
+"""
+
+
+def wait_for_code_location(port: int, timeout: float = 120) -> None:
+    """Wait until the webserver has the code location loaded (after its code server restarted)."""
+
+    def loaded():
+        answer = _unless_server_error(port, LOCATIONS, {})
+        entries = answer and answer["workspaceOrError"].get("locationEntries") or []
+        return bool(entries) and all(
+            (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation" for e in entries
+        )
+
+    wait_until(loaded, timeout=timeout, what="the webserver to load the code location", interval=1)
+
+
 def wait_for_run(port: int, run_id: str, timeout: float = 300) -> str:
     """Wait for a run to end; its final status.
 

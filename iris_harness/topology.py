@@ -253,10 +253,10 @@ class Topology:
         assert "experiments" in rest(self.mlflow_url, "/api/2.0/mlflow/experiments/search", {"max_results": 1})
 
     def stop_mlflow(self) -> None:
-        self.services.pop("mlflow").stop()
+        self.stop_service("mlflow")
 
-    def start(self) -> "Topology":
-        self.start_mlflow()
+    def start_code(self) -> None:
+        """The code server, once its health check passes."""
         code = compose_command("code")
         code[code.index("-h") + 1] = "127.0.0.1"
         code[code.index("-p") + 1] = str(self.code_port)
@@ -268,11 +268,21 @@ class Topology:
             what="the code server",
             interval=1,
         )
+
+    def start_daemon(self) -> None:
+        self.services["daemon"] = Service("daemon", compose_command("daemon"), self.folder, self.env)
+
+    def stop_service(self, name: str) -> None:
+        self.services.pop(name).stop()
+
+    def start(self) -> "Topology":
+        self.start_mlflow()
+        self.start_code()
         web = compose_command("webserver")
         web[web.index("-h") + 1] = "127.0.0.1"
         web[web.index("-p") + 1] = str(self.web_port)
         self.services["webserver"] = webserver = Service("webserver", web, self.folder, self.env)
-        self.services["daemon"] = Service("daemon", compose_command("daemon"), self.folder, self.env)
+        self.start_daemon()
         wait_for_http(f"http://127.0.0.1:{self.web_port}/server_info", webserver)
         return self
 

@@ -10,7 +10,8 @@ is gone (the pid is free, or now another process), marks them failed (canceled i
 they were canceling) with a message saying so, and ends their MLflow runs.
 
 Runs on another host are left to that host (a daemon there, or ``iris-runs close``);
-runs launched by a code server are reported by that server when their worker dies.
+runs launched by a code server are reported by that server when their worker dies,
+and found here, by the sensor the restarted server evaluates, when the server died too.
 """
 
 from __future__ import annotations

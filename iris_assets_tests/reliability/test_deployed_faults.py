@@ -29,6 +29,7 @@ from iris_harness.graphql_client import (
     reexecute_from_failure,
     reload_until_answered,
     terminate,
+    wait_for_code_location,
     wait_for_run,
 )
 from iris_harness.processes import wait_until
@@ -336,6 +337,68 @@ def test_postgres_restarted_mid_run(topology, instance, outcome, repetition):
     outcome.note(
         f"first run {status}; {len(chain)} Dagster run(s), one MLflow run FINISHED, every artifact once; "
         f"webserver answered {errors} error(s) (stale pooled connections) before recovering"
+    )
+
+
+# What the daemon logs on a run it put back in the queue (deploy/dagster.yaml's run_coordinator).
+REQUEUED = "Run dequeue failed to reach the user code server, re-submitting the run into the queue"
+
+
+@repeat()
+def test_code_server_down_when_a_queued_run_is_dequeued(topology, instance, outcome, repetition):
+    """Code server down when the daemon dequeues a run (a redeploy): the run goes back to the queue and succeeds once the server is back, unattended, one MLflow run"""
+    topology.stop_service("daemon")  # so that the run waits in the queue until the code server is down
+    try:
+        run_id = launch_job(topology.web_port)
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.QUEUED
+        topology.stop_service("code")
+        topology.start_daemon()  # on a workspace whose code location fails to load
+        started = time.monotonic()
+        wait_until(
+            lambda: any(REQUEUED in (entry.message or "") for entry in instance.all_logs(run_id)),
+            timeout=120,
+            what="the daemon to put the run back in the queue",
+            interval=1,
+        )
+    finally:
+        if "daemon" not in topology.services:
+            topology.start_daemon()
+        if "code" not in topology.services:
+            topology.start_code()
+    assert wait_for_run(topology.web_port, run_id, timeout=300) == "SUCCESS", topology.logs()
+    seconds = time.monotonic() - started
+    requeued = sum(REQUEUED in (entry.message or "") for entry in instance.all_logs(run_id))
+    assert [r.run_id for r in instance.get_runs() if r.parent_run_id == run_id] == []  # no retry was needed
+    mlflow_run = _mlflow_run_of(topology, run_id)
+    _assert_finished_once(topology, mlflow_run.info.run_id, [run_id], n_estimators=100)
+    wait_for_code_location(topology.web_port)  # the cases that follow launch through the webserver
+    outcome.note(
+        f"run put back in the queue {requeued} time(s) while the code server was down; SUCCESS {seconds:.0f} s "
+        "after the daemon first met the outage, no retry, one MLflow run FINISHED"
+    )
+
+
+@repeat()
+def test_code_server_killed_with_a_run_in_flight(topology, instance, outcome, repetition):
+    """Code server killed with its run worker mid-step (a redeploy past Docker's stop grace), then started again: the dead-run check fails the run, the automatic retry finishes the same MLflow run"""
+    run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG)
+    wait_for_step_start(instance, "model", run_id)
+    code = topology.services.pop("code")
+    os.killpg(code.process.pid, signal.SIGKILL)  # what Docker does to a container's processes when its grace ends
+    code.stop()
+    topology.start_code()
+    assert wait_for_run(topology.web_port, run_id) == "FAILURE"  # nothing of the run is left to report it
+    assert "is gone: killed or crashed" in _failure_text(instance, run_id)
+    retry = wait_until(
+        lambda: [r for r in instance.get_runs() if r.parent_run_id == run_id], 120, "the automatic retry", interval=1
+    )[0]
+    assert wait_for_run(topology.web_port, retry.run_id) == "SUCCESS", topology.logs()
+    mlflow_run = _mlflow_run_of(topology, run_id)
+    _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, retry.run_id])
+    wait_for_code_location(topology.web_port)  # the cases that follow launch through the webserver
+    outcome.note(
+        "run FAILURE from the dead-run check (no process left to report it); automatic retry SUCCESS; "
+        "same MLflow run FINISHED, every artifact once"
     )
 
 
