@@ -128,6 +128,19 @@ def _mlflow_run_of(topology, dagster_run_id: str):
     return runs[0] if runs else None
 
 
+def _automatic_retry(instance, run_id: str):
+    """The run the daemon launched to retry ``run_id``, once it exists."""
+    return wait_until(
+        lambda: (
+            [r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))]
+            or [r for r in instance.get_runs() if r.parent_run_id == run_id]
+        ),
+        timeout=120,
+        what="the automatic retry",
+        interval=1,
+    )[0]
+
+
 def _completed_steps(instance, run_id: str) -> set[str]:
     return {e.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)}
 
@@ -213,15 +226,7 @@ def test_run_worker_killed_then_retried_automatically(topology, instance, outcom
     assert wait_for_run(topology.web_port, run_id) == "FAILURE"
     assert "SIGKILL" in _failure_text(instance, run_id) or "signal 9" in _failure_text(instance, run_id)
 
-    retry = wait_until(
-        lambda: (
-            [r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))]
-            or [r for r in instance.get_runs() if r.parent_run_id == run_id]
-        ),
-        timeout=120,
-        what="the automatic retry",
-        interval=1,
-    )[0]
+    retry = _automatic_retry(instance, run_id)
     assert retry.tags.get("dagster/is_resume_retry") == "true"
     assert wait_for_run(topology.web_port, retry.run_id) == "SUCCESS", topology.logs()
     mlflow_run = _mlflow_run_of(topology, run_id)
@@ -389,9 +394,7 @@ def test_code_server_killed_with_a_run_in_flight(topology, instance, outcome, re
     topology.start_code()
     assert wait_for_run(topology.web_port, run_id) == "FAILURE"  # nothing of the run is left to report it
     assert "is gone: killed or crashed" in _failure_text(instance, run_id)
-    retry = wait_until(
-        lambda: [r for r in instance.get_runs() if r.parent_run_id == run_id], 120, "the automatic retry", interval=1
-    )[0]
+    retry = _automatic_retry(instance, run_id)
     assert wait_for_run(topology.web_port, retry.run_id) == "SUCCESS", topology.logs()
     mlflow_run = _mlflow_run_of(topology, run_id)
     _assert_finished_once(topology, mlflow_run.info.run_id, [run_id, retry.run_id])

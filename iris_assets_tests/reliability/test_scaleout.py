@@ -355,12 +355,12 @@ def _default_registered_model() -> str:
     return settings.current().registered_model
 
 
-def _outage(service, seconds: float) -> float:
-    """Stop ``service``, start it again after ``seconds``; how long it was away (until it answered again)."""
+def _outage(stop, start, seconds: float) -> float:
+    """Stop a service, start it again after ``seconds``; how long it was away (until it answered again)."""
     stopped = time.monotonic()
-    service.stop()
+    stop()
     time.sleep(seconds)
-    service.start()
+    start()
     return time.monotonic() - stopped
 
 
@@ -375,7 +375,8 @@ def test_a_service_stopped_mid_step_within_the_limit(scaleout, instance, outcome
     run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
     wait_for_step_start(instance, "model", run_id, timeout=300)
     time.sleep(1)
-    away = _outage(OUTAGE_SERVICES[service](scaleout), seconds)
+    stopped = OUTAGE_SERVICES[service](scaleout)
+    away = _outage(stopped.stop, stopped.start, seconds)
     assert _final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
     assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
     successes = _successes_by_step(instance, run_id)
@@ -400,11 +401,7 @@ def test_tracking_server_restarted_mid_step_on_the_default_limit(scaleout, insta
     run_id = launch_job(scaleout.topology.web_port, run_config=run_config)
     wait_for_step_start(instance, "model", run_id, timeout=300)
     time.sleep(1)
-    stopped = time.monotonic()
-    scaleout.topology.stop_mlflow()
-    time.sleep(10)
-    scaleout.topology.start_mlflow()
-    away = time.monotonic() - stopped
+    away = _outage(scaleout.topology.stop_mlflow, scaleout.topology.start_mlflow, 10)
     assert _final_status(scaleout, instance, run_id, timeout=600) == "SUCCESS", _why(scaleout, instance, run_id)
     assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
     messages = [entry.message or "" for entry in instance.all_logs(run_id)]
