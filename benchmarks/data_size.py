@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.harness import Row, Sample, Templates, interleave, run_timed
 from benchmarks.overhead import graph_command
-from iris_assets.tracking.summary import reports_success
+from iris_assets.runs.summary import reports_success
 
 SECTION = "8. Data size"
 

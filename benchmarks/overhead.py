@@ -9,7 +9,7 @@ repetition is a fresh process on fresh, empty stores (see ``Templates``).
 from pathlib import Path
 
 from benchmarks.harness import BIN, REPO_ROOT, Row, Sample, Templates, interleave, run_timed
-from iris_assets.tracking.summary import reports_success
+from iris_assets.runs.summary import reports_success
 
 # Forkserver: one process imports the code location and the heavy libraries once,
 # and each step process is forked from it, instead of each step spawning a fresh

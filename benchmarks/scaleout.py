@@ -15,7 +15,7 @@ import dagster as dg
 import yaml
 
 from benchmarks.harness import BIN, REPO_ROOT, Row, base_env, interleave, run_timed
-from iris_assets.tracking.summary import reports_success
+from iris_assets.runs.summary import reports_success
 from iris_harness.scaleout import ScaleOut
 
 STEPS = ["raw_data", "splits", "model", "metrics", "onnx_model", "registered_model"]

@@ -12,13 +12,9 @@ from iris_assets.execution.executor import iris_executor
 from iris_assets.io_manager import RunScopedStorage
 from iris_assets.packaging import assets as packaging_assets
 from iris_assets.registry import assets as registry_assets
+from iris_assets.runs.sensors import close_dead_runs, close_orphaned_mlflow_runs
 from iris_assets.tracking import MlflowRun, credentials_from_environment
-from iris_assets.tracking.sensors import (
-    close_dead_runs,
-    close_mlflow_run_on_cancel,
-    close_mlflow_run_on_failure,
-    close_orphaned_mlflow_runs,
-)
+from iris_assets.tracking.sensors import close_mlflow_run_on_cancel, close_mlflow_run_on_failure
 from iris_assets.training import assets as training_assets
 from iris_assets.tuning.jobs import iris_sweep, iris_trial
 from iris_assets.tuning.sensors import launch_sweep_trials

@@ -237,7 +237,7 @@ def test_the_sweep_ends_what_the_run_status_sensors_missed(instance, tracking_ur
     server was down when the run-status sensors fired): the sweep ends both, once."""
     from mlflow import MlflowClient
 
-    from iris_assets.tracking.sensors import close_orphaned_mlflow_runs
+    from iris_assets.runs.sensors import close_orphaned_mlflow_runs
 
     client = MlflowClient(tracking_uri)
     failed = dg.execute_job(

@@ -9,4 +9,4 @@ bash scripts/install.sh
 echo "==> Running the pipeline once: .venv/bin/dg launch --job iris_pipeline $*"
 .venv/bin/dg launch --job iris_pipeline "$@"
 echo "==> Done"
-.venv/bin/python -m iris_assets.tracking.last_run
+.venv/bin/python -m iris_assets.runs.last_run

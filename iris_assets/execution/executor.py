@@ -26,7 +26,7 @@ from dagster_celery import celery_executor
 
 from iris_assets import dagster_private, settings
 from iris_assets.execution import celery
-from iris_assets.tracking.executor import SettlingExecutor
+from iris_assets.execution.settling import SettlingExecutor
 
 _LOCAL = dg.multi_or_in_process_executor
 _LOCAL_MODES: Mapping[str, dg.Field] = _LOCAL.config_schema.config_type.fields  # type: ignore[union-attr]

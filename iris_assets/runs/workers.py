@@ -4,7 +4,7 @@ A run worker killed outright (``kill -9`` of ``dagster job execute``, of the
 multiprocess executor's parent, an out-of-memory kill) leaves its Dagster run
 STARTED and its MLflow run RUNNING: no code of the run is left to end them, and
 Dagster refuses to re-execute a run that is not failed. The executor wrapper
-(``tracking.executor``) records who runs each run, in the run tag ``iris/run_worker``
+(``execution.settling``) records who runs each run, in the run tag ``iris/run_worker``
 (``host:pid:start time``). ``close_dead_runs`` finds runs whose worker on this host
 is gone (the pid is free, or now another process), marks them failed (canceled if
 they were canceling) with a message saying so, and ends their MLflow runs.

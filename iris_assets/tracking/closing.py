@@ -5,7 +5,7 @@ The paths, from the common to the rare:
 1. resource teardown in each step process (``settle``): any failed step ends the
    MLflow run FAILED, and once every planned step has succeeded it ends FINISHED;
 2. the executor's parent after its last step (``settle_after_steps``, see
-   ``tracking.executor``): a step process killed mid-step tears nothing down;
+   ``execution.settling``): a step process killed mid-step tears nothing down;
 3. the run-status sensors (``end_orphaned_run``, see ``tracking.sensors``): the
    run worker itself died, or the run was canceled;
 4. the sweep (``end_orphaned_runs``): what the sensors could not reach (the

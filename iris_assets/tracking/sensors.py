@@ -1,7 +1,4 @@
-"""Daemon sensors that end runs no code inside the run could end.
-
-``close_dead_runs`` marks failed (or canceled) the runs whose run worker on this
-host is gone (``kill -9`` of ``dagster job execute``), and ends their MLflow runs.
+"""Daemon sensors that end MLflow runs no code inside the Dagster run could end.
 
 ``close_mlflow_run_on_failure`` / ``..._on_cancel`` end the MLflow run of a Dagster
 run that failed or was canceled in a way that left it RUNNING (a run worker
@@ -12,8 +9,6 @@ tracking server was down at the time, or the daemon was not running).
 
 import dagster as dg
 
-from iris_assets import settings
-from iris_assets.runs.workers import close_dead_runs as close_dead_runs_of_this_host
 from iris_assets.tracking.closing import end_orphaned_run, end_orphaned_runs
 from iris_assets.tracking.resource import MlflowRun
 
@@ -38,31 +33,23 @@ close_mlflow_run_on_failure = _closing_sensor("close_mlflow_run_on_failure", dg.
 close_mlflow_run_on_cancel = _closing_sensor("close_mlflow_run_on_cancel", dg.DagsterRunStatus.CANCELED, "canceled")
 
 
-@dg.sensor(
-    minimum_interval_seconds=settings.current().orphan_sweep_seconds,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="End MLflow runs left RUNNING by finished Dagster runs (what the run-status "
-    "sensors missed: the tracking server was down, the daemon was not running).",
-)
-def close_orphaned_mlflow_runs(context: dg.SensorEvaluationContext, mlflow: MlflowRun) -> dg.SkipReason:
-    # A tracking server that is down fails this tick; the next tick tries again.
-    ended = end_orphaned_runs(mlflow.tracking_config(), context.instance)
-    for run_id, status in ended:
-        context.log.info(f"Ended MLflow run {run_id} {status}")
-    return dg.SkipReason(
-        f"ended {len(ended)} MLflow run(s)" if ended else "no MLflow run left RUNNING by a finished Dagster run"
+def orphan_sweep_sensor(minimum_interval_seconds: int = 30) -> dg.SensorDefinition:
+    """``close_orphaned_mlflow_runs``, looking every ``minimum_interval_seconds``."""
+
+    @dg.sensor(
+        name="close_orphaned_mlflow_runs",
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="End MLflow runs left RUNNING by finished Dagster runs (what the run-status "
+        "sensors missed: the tracking server was down, the daemon was not running).",
     )
-
-
-@dg.sensor(
-    minimum_interval_seconds=settings.current().orphan_sweep_seconds,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Mark failed the runs whose run worker on this host died (killed, crashed), ending their MLflow runs.",
-)
-def close_dead_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    closed = close_dead_runs_of_this_host(context.instance)
-    for run in closed:
-        context.log.info(
-            f"Run {run.run_id}: worker {run.worker} is gone; marked {run.status}; MLflow {run.mlflow_runs}"
+    def close_orphaned_mlflow_runs(context: dg.SensorEvaluationContext, mlflow: MlflowRun) -> dg.SkipReason:
+        # A tracking server that is down fails this tick; the next tick tries again.
+        ended = end_orphaned_runs(mlflow.tracking_config(), context.instance)
+        for run_id, status in ended:
+            context.log.info(f"Ended MLflow run {run_id} {status}")
+        return dg.SkipReason(
+            f"ended {len(ended)} MLflow run(s)" if ended else "no MLflow run left RUNNING by a finished Dagster run"
         )
-    return dg.SkipReason(f"closed {len(closed)} run(s)" if closed else "no run with a dead worker on this host")
+
+    return close_orphaned_mlflow_runs

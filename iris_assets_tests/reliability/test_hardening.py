@@ -14,9 +14,9 @@ import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
+from iris_assets.runs.sensors import close_dead_runs
+from iris_assets.runs.summary import reports_success
 from iris_assets.runs.workers import RUN_WORKER_TAG
-from iris_assets.tracking.sensors import close_dead_runs
-from iris_assets.tracking.summary import reports_success
 from iris_assets.tracking.tags import DAGSTER_RUN_IDS_TAG
 from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run
 from iris_assets_tests.reliability.conftest import repeat

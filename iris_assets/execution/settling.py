@@ -14,7 +14,7 @@
 * Around the steps, full garbage collections skip what outlives the run
   (``execution.heap``).
 * In a terminal command (`dg launch`, `iris-runs reexecute`), the run ends with one
-  line: its MLflow run, scores and registry decision (``tracking.summary``).
+  line: its MLflow run, scores and registry decision (``runs.summary``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import dagster as dg
 from iris_assets import io_manager, settings
 from iris_assets.execution import outages
 from iris_assets.execution.heap import frozen_survivors
+from iris_assets.runs.summary import summary
 from iris_assets.runs.workers import record_worker
 from iris_assets.tracking.closing import settle_after_steps
-from iris_assets.tracking.summary import summary
 
 
 class SettlingExecutor(dg.Executor):

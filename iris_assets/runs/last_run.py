@@ -1,6 +1,6 @@
 """Where to look after a run: the latest MLflow run of the pipeline's experiment, and what to try next.
 
-python -m iris_assets.tracking.last_run      (the last step of scripts/run-pipeline.sh)
+python -m iris_assets.runs.last_run      (the last step of scripts/run-pipeline.sh)
 """
 
 import sys

@@ -1,7 +1,7 @@
 """One line that says how a run ended: its MLflow run, scores and registry decision.
 
 A terminal run ends with it (the executor wrapper logs it after the last step), and
-`python -m iris_assets.tracking.last_run` prints it for the latest run.
+`python -m iris_assets.runs.last_run` prints it for the latest run.
 """
 
 from __future__ import annotations
