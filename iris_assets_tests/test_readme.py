@@ -75,7 +75,10 @@ def test_the_tour_is_found():
 
 @pytest.fixture
 def clone(tmp_path) -> Path:
-    folder = tmp_path / "iris_assets"
+    # Not named after the package (dg would name the code location after the folder) and with
+    # a space in its path, as many users' home folders have.
+    folder = tmp_path / "my projects" / "iris tour"
+    folder.parent.mkdir()
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(folder)], check=True)
     return folder
 
