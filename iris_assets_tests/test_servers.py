@@ -2,6 +2,7 @@
 
 import json
 import os
+import urllib.request
 
 import dagster as dg
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from iris_assets.automation.sensors import LANDING_FILE_TAG
 from iris_assets.data.schema import CSV_COLUMNS, load_bundled_iris
 from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run, runs_of
+from iris_harness.environment import REPO_ROOT
 from iris_harness.graphql_client import materialize_all
 from iris_harness.processes import Service, dagster_webserver, free_port, wait_until
 
@@ -169,3 +171,71 @@ def test_iris_ui_refuses_a_taken_port_before_starting_anything(tmp_path, monkeyp
     assert error.count("\n") == 1, error
     assert f"127.0.0.1:{taken} is taken" in error and option in error, error
     assert not home.exists()  # refused before the instance was made
+
+
+def test_iris_ui_prints_only_what_a_user_acts_on_and_ends_quietly(tmp_path):
+    """Issue 29: iris-ui's console holds the log paths, the two URLs, a line per run started and
+    ended, and nothing of the sensors ticking (their lines go to the log files it names);
+    Ctrl-C (SIGINT to iris-ui alone, as a terminal's) stops both UIs with no traceback anywhere."""
+    from iris_harness.environment import run_cli
+
+    state = tmp_path / "ui_state"
+    home = state / "dagster_home"
+    env = {
+        "IRIS_STATE_DIR": str(state),
+        "DAGSTER_HOME": str(home),
+        # The sensors tick every 2 s instead of every 30 s: a minute of an idle UI in seconds.
+        "IRIS_SENSOR_INTERVAL_SECONDS": "2",
+        "IRIS_ORPHAN_SWEEP_SECONDS": "2",
+    }
+    dagster_port, mlflow_port = free_port(), free_port()
+    ui = Service("iris-ui", ["iris-ui", "--dagster-port", str(dagster_port), "--mlflow-port", str(mlflow_port)],
+                 tmp_path, env, cwd=tmp_path)  # fmt: skip
+    logs = state / "logs"
+    try:
+        wait_until(lambda: "MLflow UI:" in ui.log() or ui.process.poll() is not None, timeout=240, what="both URLs")
+        dagster_log = (logs / "dagster.log").read_text()
+        ticks_at_ready = dagster_log.count("SensorDaemon")
+        # ~30 s idle: sensor ticks (a dozen each) land in the log, not on the console.
+        wait_until(
+            lambda: (logs / "dagster.log").read_text().count("SensorDaemon") >= ticks_at_ready + 40,
+            timeout=120,
+            what="sensor ticks in dagster.log",
+        )
+        assert ui.log().splitlines() == [
+            "Logs: ui_state/logs/dagster.log (webserver, daemon, code server)",  # from its working folder
+            "      ui_state/logs/mlflow.log (MLflow UI)",
+            f"Dagster UI: http://127.0.0.1:{dagster_port}  (instance {home})",
+            f"MLflow UI:  http://127.0.0.1:{mlflow_port}  (store {os.environ['MLFLOW_TRACKING_URI']})",
+            "Ctrl-C stops both. Runs started and ended are listed here:",
+        ], ui.log()
+
+        # A run from a terminal, on the instance the UI shows: one line when it starts, one when it ends.
+        os.environ.update(env)  # run_cli passes this process's environment (monkeypatched per test)
+        try:
+            run_cli("dg", "launch", "--job", "iris_pipeline", cwd=REPO_ROOT, expect_ok=False)
+        finally:
+            for key in env:
+                del os.environ[key]
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            (run,) = instance.get_runs()
+        short = f"run {run.run_id[:8]} iris_pipeline"
+        wait_until(lambda: f"{short} {run.status.value}" in ui.log(), timeout=30, what=f"{short} ended")
+        assert run.status == dg.DagsterRunStatus.SUCCESS, ui.log()
+        assert [line.split(" ", 1)[1] for line in ui.log().splitlines()[5:]] == [f"{short} started", f"{short} SUCCESS"]
+    finally:
+        ui.stop()
+    output = ui.log()
+    assert ui.process.returncode == 0, output  # stopped by its SIGINT, not killed after the grace period
+    assert output.splitlines()[-1] == "Stopping both UIs...", output
+    for text in (output, (logs / "dagster.log").read_text(), (logs / "mlflow.log").read_text()):
+        assert "Traceback" not in text and "KeyboardInterrupt:" not in text and "Exception ignored" not in text, text
+    # The logs hold the servers' whole output: the daemon's sensor ticks, the webserver, MLflow's server.
+    dagster_log = (logs / "dagster.log").read_text()
+    assert (
+        "SensorDaemon" in dagster_log and f"Serving dagster-webserver on http://127.0.0.1:{dagster_port}" in dagster_log
+    )
+    assert f"Uvicorn running on http://127.0.0.1:{mlflow_port}" in (logs / "mlflow.log").read_text()
+    for port in (dagster_port, mlflow_port):
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=2)
