@@ -18,6 +18,16 @@ except settings.SettingError as error:
     if settings.dagster_cli_run_command() is None:
         raise
     sys.exit(f"{settings.dagster_cli_run_command()}: {error}")
+# A terminal command's run config (-c FILE) that a step would refuse is one line, before a run
+# exists; Dagster's own config errors in such a command are one line too (config_errors.py).
+if settings.dagster_cli_run_command() is not None:
+    from iris_assets import config_errors
+
+    config_errors.install_cli_excepthook(defs)
+    _refused_config = config_errors.cli_refusal(defs)
+    if _refused_config:
+        print(_refused_config, file=sys.stderr)
+        sys.exit(config_errors.EXIT_STATUS)
 from iris_assets.execution.run_workers import fork_run_workers  # noqa: E402
 
 # In a code server, run workers are forked from a preloaded forkserver (execution/run_workers.py).

@@ -13,21 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-# The implicit job of every asset: what "Materialize all" in the UI and `dg launch --assets`
-# run. Its name means nothing to a user, so MLflow runs of it are named otherwise (election).
-from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
-
-# Tags Dagster puts on runs, matched on runs Dagster itself wrote (so a renamed tag
-# must fail a test, not go unnoticed); Dagster exports no constant for them:
-# - RESUME_RETRY_TAG, ASSET_RESUME_RETRY_TAG: a run that re-executes its parent from
-#   failure (the UI's "Re-execute from failure", `--from-failure`, automatic retries);
-# - BACKFILL_ID_TAG, PARTITION_NAME_TAG: every run of a backfill (its id: the IO manager
-#   reads the values its own backfill made) and of a partition (its key: a sweep's trial).
-from dagster._core.storage.tags import (
+# What the MLflow binding uses (it imports nothing else of the project), shared with the
+# project's executors, IO manager and workers: defined in the binding's own fence.
+from iris_assets.tracking.private import (
     ASSET_RESUME_RETRY_TAG,
     BACKFILL_ID_TAG,
+    IMPLICIT_ASSET_JOB_NAME,
     PARTITION_NAME_TAG,
     RESUME_RETRY_TAG,
+    engine_event_data,
+    from_failure_step_keys,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +54,8 @@ __all__ = [
     "engine_event_data",
     "from_failure_step_keys",
     "start_run_workers_with",
+    "step_config",
+    "step_config_class",
 ]
 
 
@@ -88,34 +85,6 @@ def celery_step(packed: Mapping[str, object]) -> CeleryStep:
     return CeleryStep(args.instance_ref, args.run_id, step_key)
 
 
-def engine_event_data(metadata: Mapping[str, dg.MetadataValue]) -> object:
-    """The payload of an engine event carrying ``metadata``.
-
-    The binding announces MLflow run candidates as engine events in the Dagster
-    run's event log, the one store every executor and host shares and orders
-    (``DagsterInstance.report_engine_event``); its metadata argument is an
-    ``EngineEventData``, which Dagster does not export.
-    """
-    from dagster._core.events import EngineEventData
-
-    return EngineEventData(metadata)
-
-
-def from_failure_step_keys(instance: dg.DagsterInstance, parent: dg.DagsterRun) -> set[str]:
-    """The steps Dagster runs when re-executing ``parent`` from failure.
-
-    ``execute_job(reexecution_options=ReexecutionOptions.from_failure(...))`` does not
-    tag the new run as a resume (the UI and CLI do), so the binding compares a
-    re-execution's steps with these to know it continues the parent's MLflow run.
-    ``execute_job`` derives the steps with this same function, internally; no public
-    API returns them.
-    """
-    from dagster._core.execution.plan.state import KnownExecutionState
-
-    steps, _ = KnownExecutionState.build_resume_retry_reexecution(instance, parent)
-    return set(steps)
-
-
 def start_run_workers_with(context: Callable[[], BaseContext]) -> bool:
     """Make the code server running in this process start run workers from ``context()``.
 
@@ -139,3 +108,28 @@ def start_run_workers_with(context: Callable[[], BaseContext]) -> bool:
 
     server.DagsterApiServer._mp_ctx = property(get, lambda _server, _spawn: None)
     return True
+
+
+def step_config_class(node_definition: object) -> type[dg.Config] | None:
+    """The ``dg.Config`` class an op's (or asset's) function takes as its ``config`` argument, if any.
+
+    Dagster builds it only inside the step (``construct_config_from_context``), so a
+    pydantic constraint of a run's config fails a step after the steps before it ran;
+    ``config_errors`` builds it before the first step instead. The function and its
+    config argument are reachable only through ``OpDefinition.compute_fn`` (a
+    ``DecoratedOpFunction``), neither of them public.
+    """
+    import dagster as dg
+
+    compute_fn = getattr(node_definition, "compute_fn", None)
+    if compute_fn is None or not hasattr(compute_fn, "has_config_arg") or not compute_fn.has_config_arg():
+        return None
+    annotation = compute_fn.get_config_arg().annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, dg.Config) else None
+
+
+def step_config(config_class: type[dg.Config], op_config: Mapping[str, object]) -> dg.Config:
+    """The config object a step is handed for its (Dagster-processed) op config, built as Dagster builds
+    it (``compute_generator.construct_config_from_context``: the fields equal to their default are left
+    out, which the model config's family rule relies on); raises pydantic's ValidationError."""
+    return config_class(**config_class._get_non_default_public_field_values_cls(dict(op_config)))  # noqa: SLF001

@@ -165,3 +165,23 @@ def _an_op() -> None:
 @dg.job
 def _a_job() -> None:
     _an_op()
+
+
+def test_step_config_class_and_step_config_build_what_a_step_is_handed():
+    """OpDefinition.compute_fn (a DecoratedOpFunction: has_config_arg, get_config_arg) and
+    Config._get_non_default_public_field_values_cls: config_errors builds each step's dg.Config
+    before the first step from them, as Dagster's construct_config_from_context does in the step."""
+    from iris_assets import defs
+    from iris_assets.training.assets import ModelConfig
+
+    job = defs.resolve_job_def("iris_pipeline")
+    assert dagster_private.step_config_class(job.graph.node_named("model").definition) is ModelConfig, (
+        "Dagster changed how an op's config argument is found; update iris_assets/dagster_private.py"
+    )
+    assert dagster_private.step_config_class(job.graph.node_named("metrics").definition) is None
+    processed = dg.validate_run_config(job, {"ops": {"model": {"config": {"family": "svm", "C": 2}}}})
+    config = dagster_private.step_config(ModelConfig, processed["ops"]["model"]["config"])
+    assert (config.family, config.C) == ("svm", 2.0)
+    # Fields equal to their default are left out, as in the step (a Literal's default is kept, which
+    # the model's family rule allows for): a forest's defaults do not count as given to an svm.
+    assert {"family", "C"} <= config.model_fields_set and "n_estimators" not in config.model_fields_set

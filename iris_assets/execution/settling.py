@@ -11,6 +11,8 @@
   ``closing.settle``); one killed mid-step cannot, but the run worker outlives
   every step process, so it settles the run from the event log
   (``closing.settle_after_steps``, idempotent: in one process it finds the run ended).
+* Before the first step, every step's config is validated (``config_errors``): a value
+  a step would refuse fails the run at once, in one line, with no MLflow run.
 * Around the steps, full garbage collections skip what outlives the run
   (``execution.heap``).
 * In a terminal command (`dg launch`, `iris-runs reexecute`), the run ends with one
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from iris_assets import io_manager, settings
+from iris_assets import config_errors, io_manager, settings
 from iris_assets.execution import outages
 from iris_assets.execution.heap import frozen_survivors
 from iris_assets.runs.summary import summary
@@ -49,6 +51,8 @@ class SettlingExecutor(dg.Executor):
         return getattr(self._inner, name)
 
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
+        # A step's config that would be refused fails the run now, in one line: no step, no MLflow run.
+        config_errors.refuse_before_the_first_step(plan_context, execution_plan)
         record_worker(plan_context.instance, plan_context.dagster_run.run_id)
         broker = getattr(self._inner, "broker", None)  # dagster-celery's executor: the run's broker URL
         try:

@@ -35,19 +35,20 @@ def _split(**config):
 
 
 # (run config, what the error must name). Type and key errors are Dagster's (refused
-# before a run exists); ranges are pydantic's (refused at the step, which ends FAILED).
+# before a run exists); a step's ranges are pydantic's, refused before the run's first step
+# (config_errors; the run ends FAILED, no step ran); rules on data and resources fail their step.
 RUN_CONFIG_CASES = {
-    "n_estimators negative": (_model(n_estimators=-5), ["n_estimators", "-5", "greater than 0"]),
+    "n_estimators negative": (_model(n_estimators=-5), ["n_estimators=-5", "greater than 0"]),
     "n_estimators zero": (_model(n_estimators=0), ["n_estimators", "greater than 0"]),
     "n_estimators huge": (
         _model(n_estimators=10**12),
-        ["n_estimators", "1000000000000", "less than or equal to 10000"],
+        ["n_estimators=1000000000000", "at most 10000"],
     ),
     "n_estimators non-integer": (_model(n_estimators=2.5), ["n_estimators", "2.5", "Int"]),
     "n_estimators a string": (_model(n_estimators="many"), ["n_estimators", "many", "Int"]),
     "max_depth zero": (_model(max_depth=0), ["max_depth", "greater than 0"]),
-    "max_depth huge": (_model(max_depth=10**9), ["max_depth", "less than or equal to 1000"]),
-    "random_state negative": (_model(random_state=-1), ["random_state", "greater than or equal to 0"]),
+    "max_depth huge": (_model(max_depth=10**9), ["max_depth=1000000000", "at most 1000"]),
+    "random_state negative": (_model(random_state=-1), ["random_state=-1", "at least 0"]),
     "unknown key": (_model(n_trees=10), ["n_trees", "unexpected"]),
     "unknown op": ({"ops": {"trainer": {"config": {}}}}, ["trainer"]),
     "test_size 0": (_split(test_size=0), ["test_size", "greater than 0"]),
@@ -135,10 +136,15 @@ def _assert_nothing_left(tracking_uri: str) -> None:
     assert MlflowClient(tracking_uri).search_model_versions() == []
 
 
-def _failure_message(result) -> str:
+def _failure_message(result) -> tuple[str, str]:
+    """The failure's message, and where it was refused: at a step, or before the first step."""
     failures = result.get_step_failure_events()
+    if not failures:  # refused before any step (config_errors): the run's own failure names it
+        assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+        (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE]
+        return failure.event_specific_data.error.to_string(), "refused before its first step"
     assert len(failures) == 1, [f.step_key for f in failures]
-    return failures[0].step_failure_data.error.to_string()
+    return failures[0].step_failure_data.error.to_string(), "refused at its step"
 
 
 @pytest.mark.parametrize("case", RUN_CONFIG_CASES)
@@ -154,7 +160,7 @@ def test_bad_run_config(case, instance, tracking_uri, outcome):
         message, where = str(error), "refused at launch"
     else:
         assert not result.success
-        message, where = _failure_message(result), "refused at its step"
+        message, where = _failure_message(result)
     for part in named:
         assert part in message, (part, message)
     assert "hunter3" not in message
