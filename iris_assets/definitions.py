@@ -11,9 +11,10 @@ from iris_assets.evaluation import assets as evaluation_assets
 from iris_assets.execution.executor import iris_executor
 from iris_assets.io_manager import RunScopedStorage
 from iris_assets.packaging import assets as packaging_assets
+from iris_assets.project_mlflow import IrisMlflowRun
 from iris_assets.registry import assets as registry_assets
 from iris_assets.runs.sensors import close_dead_runs, close_orphaned_mlflow_runs
-from iris_assets.tracking import MlflowRun, credentials_from_environment
+from iris_assets.tracking import credentials_from_environment
 from iris_assets.tracking.sensors import close_mlflow_run_on_cancel, close_mlflow_run_on_failure
 from iris_assets.training import assets as training_assets
 from iris_assets.tuning.jobs import iris_sweep, iris_trial
@@ -33,7 +34,7 @@ defs = dg.Definitions(
         close_dead_runs,
         launch_sweep_trials,
     ],
-    resources={"mlflow": MlflowRun(**credentials_from_environment()), "io_manager": RunScopedStorage()},
+    resources={"mlflow": IrisMlflowRun(**credentials_from_environment()), "io_manager": RunScopedStorage()},
     executor=iris_executor,
     loggers={"console": compact_console},
 )

@@ -11,6 +11,7 @@ from typing import Optional
 import dagster as dg
 
 from iris_assets.execution.executor import iris_executor
+from iris_assets.project_mlflow import IrisMlflowRun
 from iris_assets.tracking import MlflowRun
 
 ROOTS = ["root_a", "root_b", "root_c", "root_d"]
@@ -52,7 +53,7 @@ def _root_asset(name: str) -> dg.AssetsDefinition:
 defs = dg.Definitions(
     assets=[_root_asset(name) for name in ROOTS],
     jobs=[dg.define_asset_job("parallel_roots", selection="*")],
-    resources={"mlflow": MlflowRun()},
+    resources={"mlflow": IrisMlflowRun()},
     executor=iris_executor,
 )
 

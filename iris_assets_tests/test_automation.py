@@ -11,7 +11,7 @@ import pytest
 from iris_assets.automation.schedules import SCHEDULED_TIME_TAG, iris_retraining
 from iris_assets.automation.sensors import LANDING_DIGEST_TAG, LANDING_FILE_TAG, new_iris_data
 from iris_assets.data.schema import CSV_COLUMNS, load_bundled_iris
-from iris_assets.tracking import MlflowRun
+from iris_assets.project_mlflow import IrisMlflowRun
 from iris_assets.tracking.sensors import close_mlflow_run_on_cancel, close_mlflow_run_on_failure
 from iris_assets.tracking.tags import DAGSTER_RUN_URL_TAG
 from iris_assets_tests.mlflow_checks import artifact_paths, only_run, runs_of
@@ -179,7 +179,7 @@ def _sensor_context(instance, run, event_type, sensor):
         dagster_event=event,
         dagster_instance=instance,
         dagster_run=run,
-        resources={"mlflow": MlflowRun()},
+        resources={"mlflow": IrisMlflowRun()},
     )
 
 
@@ -257,7 +257,7 @@ def test_the_sweep_ends_what_the_run_status_sensors_missed(instance, tracking_ur
     for run_id in by_dagster_run.values():
         client.update_run(run_id, status="RUNNING")
 
-    with dg.build_sensor_context(instance=instance, resources={"mlflow": MlflowRun()}) as context:
+    with dg.build_sensor_context(instance=instance, resources={"mlflow": IrisMlflowRun()}) as context:
         reason = close_orphaned_mlflow_runs(context)
         assert "ended 2" in reason.skip_message
         assert client.get_run(by_dagster_run[failed.run_id]).info.status == "FAILED"

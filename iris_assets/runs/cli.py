@@ -59,8 +59,8 @@ def _instance() -> dg.DagsterInstance:
 
 
 def close(instance: dg.DagsterInstance) -> None:
+    from iris_assets.project_mlflow import tracking_config
     from iris_assets.runs.workers import close_dead_runs
-    from iris_assets.tracking import config as tracking_config
     from iris_assets.tracking.closing import end_orphaned_runs
 
     for closed in close_dead_runs(instance):
@@ -68,7 +68,7 @@ def close(instance: dg.DagsterInstance) -> None:
         print(
             f"run {closed.run_id}: worker {closed.worker} is gone; marked {closed.status}; MLflow run(s) ended: {ended}"
         )
-    for mlflow_run_id, status in end_orphaned_runs(tracking_config.resolve(), instance):
+    for mlflow_run_id, status in end_orphaned_runs(tracking_config(), instance):
         print(f"MLflow run {mlflow_run_id}: left RUNNING by a finished Dagster run; ended {status}")
 
 

@@ -6,7 +6,7 @@ python -m iris_assets.runs.last_run      (the last step of scripts/run-pipeline.
 import sys
 
 from iris_assets import settings
-from iris_assets.tracking import config as tracking_config
+from iris_assets.project_mlflow import tracking_config
 from iris_assets.tracking.redaction import without_credentials
 from iris_assets.tracking.store import mlflow_client
 
@@ -18,7 +18,7 @@ NEXT_STEPS = """Next:
 
 
 def main() -> int:
-    config = tracking_config.resolve()
+    config = tracking_config()
     shown_uri = without_credentials(config.tracking_uri)
     client = mlflow_client(config.tracking_uri)
     experiment = client.get_experiment_by_name(config.experiment_name)

@@ -86,7 +86,7 @@ def dead_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
 
 def close_dead_runs(instance: dg.DagsterInstance) -> list[ClosedRun]:
     """Mark each dead run failed (or canceled) and end its MLflow runs; what was closed."""
-    from iris_assets.tracking import config as tracking_config
+    from iris_assets.project_mlflow import tracking_config
     from iris_assets.tracking.closing import end_orphaned_run
 
     closed = []
@@ -102,6 +102,6 @@ def close_dead_runs(instance: dg.DagsterInstance) -> list[ClosedRun]:
             instance.report_run_failed(run, message)
         finished = instance.get_run_by_id(run.run_id)
         assert finished is not None
-        ended = end_orphaned_run(instance, finished, tracking_config.resolve())
+        ended = end_orphaned_run(instance, finished, tracking_config())
         closed.append(ClosedRun(run.run_id, finished.status.value, worker, ended))
     return closed

@@ -21,8 +21,7 @@ from typing import Optional
 
 import dagster as dg
 
-from iris_assets import dagster_private
-from iris_assets.tracking import tags
+from iris_assets.tracking import private, tags
 from iris_assets.tracking.config import TrackingConfig
 from iris_assets.tracking.election import Binding, announcements, delete_losing_candidates, engine_event_metadata
 from iris_assets.tracking.store import mlflow_client, sqlite_database
@@ -76,7 +75,7 @@ def settle(binding: Binding, instance: dg.DagsterInstance, dagster_run: dg.Dagst
     instance.report_engine_event(
         f"MLflow run {binding.run_id} ended {status}",
         dagster_run,
-        dagster_private.engine_event_data({SETTLED_METADATA_KEY: dg.MetadataValue.text(status)}),  # type: ignore[arg-type]
+        private.engine_event_data({SETTLED_METADATA_KEY: dg.MetadataValue.text(status)}),  # type: ignore[arg-type]
     )
 
 

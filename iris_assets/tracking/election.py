@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import dagster as dg
 
-from iris_assets import dagster_private, groups
-from iris_assets.tracking import tags
+from iris_assets.tracking import private, tags
 from iris_assets.tracking.config import TrackingConfig
 from iris_assets.tracking.redaction import without_credentials
 from iris_assets.tracking.store import open_experiment
@@ -76,7 +75,7 @@ def _announce(instance: dg.DagsterInstance, dagster_run: dg.DagsterRun, announce
     instance.report_engine_event(
         f"MLflow binding {verb} MLflow run {announcement.mlflow_run_id}",
         dagster_run,
-        dagster_private.engine_event_data(metadata),  # type: ignore[arg-type]
+        private.engine_event_data(metadata),  # type: ignore[arg-type]
     )
 
 
@@ -89,6 +88,7 @@ class Binding:
     experiment_id: str
     run_id: str
     dagster_run_id: str
+    run: Any  # the MLflow run as it was when bound (what MLflow's fluent API's active run holds)
     logged_models: dict[str, str] = field(default_factory=dict)  # name -> model id, logged here
 
     @property
@@ -126,6 +126,7 @@ def bind(config: TrackingConfig, instance: dg.DagsterInstance, dagster_run: dg.D
         experiment_id=run.info.experiment_id,
         run_id=run_id,
         dagster_run_id=dagster_run.run_id,
+        run=run,
     )
 
 
@@ -150,26 +151,28 @@ def _is_from_failure(instance: dg.DagsterInstance, dagster_run: dg.DagsterRun) -
     derives for a from-failure re-execution of the parent.
     """
     run_tags = dagster_run.tags
-    if run_tags.get(dagster_private.RESUME_RETRY_TAG) == "true":
+    if run_tags.get(private.RESUME_RETRY_TAG) == "true":
         return True
-    if run_tags.get(dagster_private.ASSET_RESUME_RETRY_TAG) == "true":
+    if run_tags.get(private.ASSET_RESUME_RETRY_TAG) == "true":
         return True
     assert dagster_run.parent_run_id is not None
     parent = instance.get_run_by_id(dagster_run.parent_run_id)
     if parent is None or not parent.is_failure_or_canceled or dagster_run.step_keys_to_execute is None:
         return False
-    return dagster_private.from_failure_step_keys(instance, parent) == set(dagster_run.step_keys_to_execute)
+    return private.from_failure_step_keys(instance, parent) == set(dagster_run.step_keys_to_execute)
 
 
-def _run_name(dagster_run: dg.DagsterRun) -> str:
-    """The job's name; for the implicit asset job ("Materialize" in the UI), what it materialises:
-    one asset's name, else the pipeline's job name (a sweep's runs name themselves)."""
-    if dagster_run.job_name != dagster_private.IMPLICIT_ASSET_JOB_NAME:
+def _run_name(config: TrackingConfig, dagster_run: dg.DagsterRun) -> str:
+    """The configured ``run_name``, else the job's name; for the implicit asset job ("Materialize" in
+    the UI), what it materialises: one asset's name, else ``asset_job_run_name``."""
+    if config.run_name:
+        return config.run_name
+    if dagster_run.job_name != private.IMPLICIT_ASSET_JOB_NAME:
         return dagster_run.job_name
     selection = dagster_run.asset_selection or set()
     if len(selection) == 1:
         return next(iter(selection)).to_user_string()
-    return groups.PIPELINE_JOB
+    return config.asset_job_run_name
 
 
 def _create_run(client: MlflowClient, experiment_id: str, config: TrackingConfig, dagster_run: dg.DagsterRun) -> str:
@@ -177,7 +180,7 @@ def _create_run(client: MlflowClient, experiment_id: str, config: TrackingConfig
         tags.DAGSTER_RUN_ID_TAG: dagster_run.run_id,
         tags.DAGSTER_RUN_IDS_TAG: dagster_run.run_id,
         tags.JOB_NAME_TAG: dagster_run.job_name,
-        "mlflow.runName": f"{_run_name(dagster_run)}-{dagster_run.run_id[:8]}",
+        "mlflow.runName": f"{_run_name(config, dagster_run)}-{dagster_run.run_id[:8]}",
         "mlflow.source.name": "dagster",
         tags.DAGSTER_RUN_URL_TAG: config.dagster_run_url(dagster_run.run_id),
     }

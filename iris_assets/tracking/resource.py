@@ -1,24 +1,31 @@
-"""``MlflowRun``: the resource assets log through; one Dagster run is one MLflow run.
+"""``MlflowRun``: the resource assets and ops log through; one Dagster run is one MLflow run.
 
-Assets call ``mlflow.log_params(...)``, ``mlflow.log_model(...)``, ``mlflow.link(context)``
-and so on; this module is that front, and the lifecycle around it:
+Assets call the resource (``mlflow.log_params(...)``, ``mlflow.log_model(...)``,
+``mlflow.link(context)``) or MLflow's own fluent API (``import mlflow;
+mlflow.log_param(...)``, autologging, ``mlflow.start_run(run_id=...)``): both reach
+the same run. This module is that front, and the lifecycle around it:
 
-* Lazy: nothing touches MLflow until an asset logs something, so ``execute_job``
+* Lazy: nothing touches the MLflow store until something logs, so ``execute_job``
   re-initialising resources after the run has ended (``dagster job execute`` does)
   opens nothing.
-* No global state: every call goes through an ``MlflowClient`` with an explicit run
-  id. Stock dagster-mlflow drives MLflow's fluent API, whose active run is
-  process-global: two materialisations in one process share a run, and MLflow's
-  ``atexit`` hook marks a failed run FINISHED when a step process exits.
+* The resource's own calls name their run and store (an ``MlflowClient`` with an
+  explicit run id); MLflow's fluent calls find the run on the thread's active-run
+  stack, where the resource's set-up puts it and its teardown takes it off
+  (``tracking.fluent``). Two materialisations in one process (threads included)
+  never share a run, and MLflow's exit hook never ends one.
 * Which run: ``election.bind`` (the first run announced in the Dagster event log).
   How it ends: ``closing.settle`` at teardown, and the paths listed in ``closing``.
+* What it needs of a project comes through ``defaults`` (a subclass's) and its config:
+  it imports nothing of the project around it.
 
 The config keys are dagster-mlflow's, so run config written for
-``dagster_mlflow.mlflow_tracking`` keeps working.
+``dagster_mlflow.mlflow_tracking`` keeps working, and its ``end_mlflow_on_run_finished``
+hook is harmless (``end_run`` here ends nothing).
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
@@ -31,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from iris_assets import settings
 from iris_assets.tracking import config as tracking_config
+from iris_assets.tracking import fluent
 from iris_assets.tracking.closing import settle
 from iris_assets.tracking.election import Binding, bind
 from iris_assets.tracking.errors import MlflowBindingError
@@ -45,11 +52,17 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 MAX_PARAMS_PER_REQUEST = 100  # MLflow's per-request limit
+# MLflow's own variables for a tracking server's credentials, by the resource field that holds them.
+CREDENTIAL_VARIABLES = {
+    "tracking_username": "MLFLOW_TRACKING_USERNAME",
+    "tracking_password": "MLFLOW_TRACKING_PASSWORD",
+    "tracking_token": "MLFLOW_TRACKING_TOKEN",
+}
 
 
 def credentials_from_environment() -> dict[str, Any]:
     """``dg.EnvVar`` references for the MLflow credentials set in this environment."""
-    return {field: dg.EnvVar(var) for field, var in settings.credential_env_vars().items()}
+    return {field: dg.EnvVar(name) for field, name in CREDENTIAL_VARIABLES.items() if os.environ.get(name)}
 
 
 class MlflowRun(dg.ConfigurableResource):
@@ -57,14 +70,20 @@ class MlflowRun(dg.ConfigurableResource):
 
     experiment_name: Optional[str] = Field(
         default=None,
-        description=f"MLflow experiment. Default: $IRIS_MLFLOW_EXPERIMENT, else {settings.DEFAULT_EXPERIMENT!r}.",
+        description="MLflow experiment. Default: the project's (this resource's `defaults`), else "
+        "$MLFLOW_EXPERIMENT_NAME, else 'Default'.",
     )
     mlflow_tracking_uri: Optional[str] = Field(
         default=None,
-        description="Tracking URI. Default: $MLFLOW_TRACKING_URI, else the embedded sqlite "
-        "store .iris_state/mlflow.db.",
+        description="Tracking URI. Default: the project's (this resource's `defaults`), else "
+        "$MLFLOW_TRACKING_URI, else MLflow's default.",
     )
     parent_run_id: Optional[str] = Field(default=None, description="Nest each run under this MLflow run.")
+    run_name: Optional[str] = Field(
+        default=None,
+        description="Name of each MLflow run (the Dagster run id's first 8 characters are appended). Default: "
+        "the job's name; for the UI's Materialize, the asset's name (several assets: the project's default).",
+    )
     mlflow_run_id: Optional[str] = Field(
         default=None, description="Log into this existing MLflow run instead of opening one."
     )
@@ -76,12 +95,12 @@ class MlflowRun(dg.ConfigurableResource):
     ui_url: Optional[str] = Field(
         default=None,
         description="Base URL of the MLflow UI for links. Default: $MLFLOW_UI_URL, else the "
-        f"tracking URI when it is http(s), else {settings.DEFAULT_MLFLOW_UI_URL}.",
+        f"tracking URI when it is http(s), else {tracking_config.DEFAULT_MLFLOW_UI_URL}.",
     )
     dagster_ui_url: Optional[str] = Field(
         default=None,
         description="Base URL of the Dagster UI, for the MLflow run's link back. Default: "
-        f"$DAGSTER_UI_URL, else {settings.DEFAULT_DAGSTER_UI_URL}.",
+        f"$DAGSTER_UI_URL, else {tracking_config.DEFAULT_DAGSTER_UI_URL}.",
     )
     # Credentials of a tracking server: give them as dg.EnvVar (see
     # credentials_from_environment), so config and event logs hold the variable's
@@ -98,14 +117,26 @@ class MlflowRun(dg.ConfigurableResource):
     _binding: Optional[Binding] = PrivateAttr(default=None)
     _bind_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _fluent_entry: Any = PrivateAttr(default=None)
+    _fluent_store: Optional[str] = PrivateAttr(default=None)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def defaults(self) -> tracking_config.Defaults:
+        """What this resource uses where its config says nothing: MLflow's conventions here; a project's
+        subclass returns its own (the store, experiment and UI URLs its settings name)."""
+        return tracking_config.Defaults.from_environment()
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # Deliberately touches nothing: see "Lazy" above.
+        # Touches no store: see "Lazy" above. Inside a run, MLflow's fluent API finds the
+        # (not yet elected) bound run on this thread's active-run stack.
         self._init_context = context
         self._binding = None
         self._overrides = {}
+        self._fluent_entry = None
+        if context.run is not None and context.instance is not None:
+            self._fluent_store = self.tracking_config().tracking_uri
+            self._fluent_entry = fluent.enter(lambda: self._bound().run, self._fluent_store)
 
     def use(
         self,
@@ -133,6 +164,12 @@ class MlflowRun(dg.ConfigurableResource):
             self._overrides = wanted
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._fluent_entry is not None:
+            assert self._fluent_store is not None
+            ended = fluent.leave(self._fluent_entry, self._fluent_store)
+            self._fluent_entry = None
+            if ended and context.log is not None:
+                context.log.info(f"Ended MLflow child run(s) left open by the step: {', '.join(ended)}")
         if self._binding is not None:
             assert context.instance is not None and context.run is not None
             settle(self._binding, context.instance, context.run)
@@ -141,14 +178,16 @@ class MlflowRun(dg.ConfigurableResource):
         """Where and how to track: what ``use`` said, then this resource's config, then the environment."""
         overrides = self._overrides
         return tracking_config.resolve(
+            defaults=self.defaults(),
             tracking_uri=self.mlflow_tracking_uri,
             experiment_name=overrides.get("experiment_name") or self.experiment_name,
             ui_url=self.ui_url,
             dagster_ui_url=self.dagster_ui_url,
             parent_run_id=overrides.get("parent_run_id") or self.parent_run_id,
             mlflow_run_id=overrides.get("mlflow_run_id") or self.mlflow_run_id,
+            run_name=self.run_name,
             extra_tags={
-                **settings.environment_values(self.env_to_tag or []),
+                **{name: os.environ[name] for name in self.env_to_tag or [] if name in os.environ},
                 **self.extra_tags,
                 **overrides.get("tags", {}),
             },
@@ -163,13 +202,17 @@ class MlflowRun(dg.ConfigurableResource):
                         "MlflowRun is used outside a Dagster run; give it to an asset as a resource."
                     )
                 refuse_secrets_in_config(self.env, self.env_to_tag or [], self.mlflow_tracking_uri)
-                settings.export(self.env)
+                os.environ.update(self.env)
                 # MLflow's REST client reads credentials from the environment.
-                settings.export(
-                    {s.name: getattr(self, field) for field, s in settings.CREDENTIALS.items() if getattr(self, field)}
+                os.environ.update(
+                    {name: getattr(self, field) for field, name in CREDENTIAL_VARIABLES.items() if getattr(self, field)}
                 )
                 self._binding = bind(self.tracking_config(), context.instance, context.run, context.log)
             return self._binding
+
+    def end_run(self, status: Optional[str] = None) -> None:
+        """Ends nothing: the MLflow run ends with its Dagster run, with that run's status. Here so that
+        code written for dagster-mlflow (its ``end_mlflow_on_run_finished`` hook) runs unchanged."""
 
     # -- what assets use ---------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ Every MlflowClient the project uses comes from ``mlflow_client``.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlparse
 
-from iris_assets import settings
 from iris_assets.tracking.config import TrackingConfig
 from iris_assets.tracking.errors import MlflowBindingError
 from iris_assets.tracking.redaction import without_credentials
@@ -78,7 +78,7 @@ def global_store(tracking_uri: str, source: str) -> Iterator[None]:
     import mlflow
 
     with _GLOBAL_MLFLOW_STATE:
-        saved = settings.snapshot(_GLOBAL_URI_VARIABLES)
+        saved = {name: os.environ.get(name) for name in _GLOBAL_URI_VARIABLES}
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         try:
@@ -87,7 +87,15 @@ def global_store(tracking_uri: str, source: str) -> Iterator[None]:
         finally:
             mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # back to the environment's
             mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-            settings.restore(saved)
+            _restore_environment(saved)
+
+
+def _restore_environment(saved: dict[str, Optional[str]]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 class _RetryingClient:
@@ -181,7 +189,9 @@ def store_problem(tracking_uri: str, source: str, error: Exception) -> str:
             "postgresql+psycopg2:// to use the installed psycopg2."
         )
     if any(marker in str(error) for marker in _UNREACHABLE):
-        retries = settings.process_default("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+        from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES
+
+        retries = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
         return f"MLflow tracking server {shown} is unreachable (gave up after {retries} retries with backoff): {detail}"
     return f"MLflow tracking URI {shown} cannot be used: {detail}"
 

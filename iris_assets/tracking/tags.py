@@ -1,6 +1,6 @@
 """Names the binding writes: MLflow run tags and Dagster metadata keys, defined once."""
 
-from iris_assets.dagster_private import BACKFILL_ID_TAG, PARTITION_NAME_TAG
+from iris_assets.tracking.private import BACKFILL_ID_TAG, PARTITION_NAME_TAG
 
 DAGSTER_RUN_ID_TAG = "dagster_run_id"  # dagster-mlflow's tag: existing queries keep working
 DAGSTER_RUN_IDS_TAG = "dagster_run_ids"  # every Dagster run that wrote to this MLflow run

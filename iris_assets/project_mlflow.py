@@ -1,0 +1,41 @@
+"""The project's MLflow binding: ``MlflowRun`` with the defaults its settings name.
+
+The binding (``iris_assets/tracking/``) knows nothing of this project; where the
+``mlflow`` resource's config is silent, the project's runs go to ``$MLFLOW_TRACKING_URI``
+else the embedded store ``.iris_state/mlflow.db``, the experiment ``$IRIS_MLFLOW_EXPERIMENT``
+else ``relatorio-II-iris-pipeline``, and a "Materialize all" run is named after the
+pipeline's job. Commands that read the store without a resource (``iris-ui``,
+``iris-runs``, the last-run summary) resolve the same way: ``tracking_config()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iris_assets import groups, settings
+from iris_assets.tracking import MlflowRun
+from iris_assets.tracking.config import Defaults, TrackingConfig, resolve
+
+
+def project_defaults() -> Defaults:
+    env = settings.current()
+    return Defaults(
+        tracking_uri=env.resolved_tracking_uri,
+        tracking_uri_source="$MLFLOW_TRACKING_URI" if env.tracking_uri else "the embedded default store",
+        experiment_name=env.experiment,
+        ui_url=env.mlflow_ui_url,
+        dagster_ui_url=env.dagster_ui_url,
+        asset_job_run_name=groups.PIPELINE_JOB,
+    )
+
+
+def tracking_config(**explicit: Any) -> TrackingConfig:
+    """Where the project tracks: ``explicit`` values (as the resource's config would give them), else its defaults."""
+    return resolve(defaults=project_defaults(), **explicit)
+
+
+class IrisMlflowRun(MlflowRun):
+    """The ``mlflow`` resource of this project's definitions (its defaults: ``project_defaults``)."""
+
+    def defaults(self) -> Defaults:
+        return project_defaults()
