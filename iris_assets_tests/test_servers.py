@@ -9,9 +9,10 @@ import pytest
 
 from iris_assets.automation.sensors import LANDING_FILE_TAG
 from iris_assets.data.schema import CSV_COLUMNS, load_bundled_iris
+from iris_assets.tuning.launch import REPOSITORY_SELECTOR
 from iris_assets_tests.mlflow_checks import assert_complete_iris_run, only_run, runs_of
 from iris_harness.environment import REPO_ROOT
-from iris_harness.graphql_client import materialize_all
+from iris_harness.graphql_client import LAUNCH, graphql, launch_job, materialize_all, wait_for_run
 from iris_harness.processes import Service, dagster_webserver, free_port, wait_until
 
 pytestmark = pytest.mark.servers
@@ -25,17 +26,65 @@ def test_materialize_all_through_the_webserver_graphql_api(tmp_path, dagster_hom
     port = free_port()
     webserver = dagster_webserver(tmp_path, port)
     try:
+        refused_run = _refused_launches(port)
         run_id, status = materialize_all(port)
         assert status == "SUCCESS", webserver.log()[-3000:]
+        # The model asset's metadata holds its params, as logged to MLflow, read as the UI reads it.
+        (materialization,) = graphql(port, MODEL_METADATA, {})["assetOrError"]["assetMaterializations"]
+        assert materialization["runId"] == run_id
+        entries = {entry["label"]: entry for entry in materialization["metadataEntries"]}
+        params = json.loads(entries["params"]["jsonString"])
+        assert params == {"family": "random_forest", "n_estimators": 100, "max_depth": 10, "random_state": 42}
         # The webserver's code server forked the run worker from its preloaded forkserver
         # (execution/run_workers.py), which stays up for the next run.
         group = [pid for pid in _pids() if _pgid(pid) == webserver.process.pid]
         assert any("multiprocessing.forkserver" in _cmdline(pid) for pid in group), [_cmdline(p) for p in group]
     finally:
         webserver.stop()
+    # The one MLflow run is the materialisation's: the refused launch created none.
     run = assert_complete_iris_run(tracking_uri, only_run(tracking_uri))
     assert run.data.tags["dagster_job_name"] == "__ASSET_JOB"
     assert run.data.tags["dagster_run_id"] == run_id
+    assert {name: str(value) for name, value in params.items()} == {name: run.data.params[name] for name in params}
+    refused = dg.DagsterInstance.get().all_logs(refused_run)
+    assert not [e for e in refused if e.dagster_event and e.dagster_event.is_step_event], "a step ran"
+
+
+MODEL_METADATA = """
+query { assetOrError(assetKey: {path: ["model"]}) { __typename ... on Asset {
+  assetMaterializations(limit: 1) { runId metadataEntries { label ... on JsonMetadataEntry { jsonString } } } } } }
+"""
+RUN_FAILURE_MESSAGE = """
+query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { __typename
+  ... on RunFailureEvent { error { message } } } } } }
+"""
+
+
+def _refused_launches(port: int) -> str:
+    """The Launchpad with refused values (issue #29): an unknown family is refused by Dagster's config
+    schema before a run exists (the Launchpad shows its message in the editor); n_estimators -3 fails the
+    run before its first step, with one line naming the field, the value and what is allowed. The
+    second run's id."""
+    params = {
+        "mode": "default",
+        "runConfigData": json.dumps({"ops": {"model": {"config": {"family": "random_tree"}}}}),
+        "executionMetadata": {"tags": []},
+        "selector": {**REPOSITORY_SELECTOR, "pipelineName": "iris_pipeline"},
+    }
+    answer = graphql(port, LAUNCH, {"executionParams": params})["launchPipelineExecution"]
+    assert answer["__typename"] == "RunConfigValidationInvalid", answer
+    (error,) = answer["errors"]
+    assert "family" in error["message"] and "random_tree" in error["message"], error
+    run_id = launch_job(port, run_config={"ops": {"model": {"config": {"n_estimators": -3}}}})
+    assert wait_for_run(port, run_id) == "FAILURE"
+    events = graphql(port, RUN_FAILURE_MESSAGE, {"id": run_id})["logsForRun"]["events"]
+    (failure,) = [event for event in events if event["__typename"] == "RunFailureEvent"]
+    message = failure["error"]["message"].strip()
+    assert message == (
+        "iris_assets.config_errors.ConfigRefused: model: n_estimators=-3 is not allowed: "
+        "expected an integer greater than 0 and at most 10000"
+    ), message
+    return run_id
 
 
 def _pids() -> list[int]:

@@ -148,7 +148,8 @@ def fit_and_log(config: ModelConfig, splits: Splits, mlflow: MlflowRun) -> tuple
     model = config.build()
     model.fit(splits.X_train, splits.y_train)
     hyperparameters = config.hyperparameters()
-    mlflow.log_params({FAMILY: family.name, **hyperparameters})
+    params = {FAMILY: family.name, **hyperparameters}
+    mlflow.log_params(params)
     mlflow.set_tags({FAMILY_TAG: family.name})
     input_example = splits.X_train.head(5)
     mlflow.log_model(
@@ -167,6 +168,8 @@ def fit_and_log(config: ModelConfig, splits: Splits, mlflow: MlflowRun) -> tuple
     mlflow.log_bytes(measure.png, f"{measure.name}.png")
     metadata = {
         FAMILY: family.name,
+        # The params as logged to MLflow: the family and its hyperparameters.
+        "params": dg.MetadataValue.json(params),
         "train_rows": len(splits.X_train),
         measure.name: dg.MetadataValue.json(measure.values),
         f"{measure.name}_chart": dg.MetadataValue.md(markdown_image(measure.png, measure.name.replace("_", " "))),
