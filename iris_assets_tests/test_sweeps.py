@@ -9,6 +9,7 @@ finds that a sweep is refused before the pipeline has run, then runs the pipelin
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -30,6 +31,15 @@ from iris_assets.settings import DEFAULT_REGISTERED_MODEL, DEFAULT_TUNING_EXPERI
 from iris_assets.tracking.election import announced_mlflow_runs
 from iris_assets.training.assets import FAMILY_TAG
 from iris_assets.training.families import DEFAULT_FAMILY
+from iris_assets.tuning.jobs import SWEEP_JOB
+from iris_assets.tuning.launch import (
+    _WORKSPACE,
+    REPOSITORY_SELECTOR,
+    LaunchError,
+    _graphql,
+    job_selector,
+    select_repository,
+)
 from iris_assets.tuning.ops import FAILED_TRIALS_TAG, NO_SPLITS, SWEEP_PARENT_TAG, SWEEP_TAG, TRIAL_TAG
 from iris_assets.tuning.space import load, trial_params
 from iris_assets_tests.mlflow_checks import artifact_paths
@@ -262,9 +272,46 @@ def test_a_grid_sweep_launched_from_the_cli_with_wait(stack, grid_sweep):
         f"{DEFAULT_REGISTERED_MODEL}/{version.version}: {decision} ("
     ), lines
     assert lines[-1] == f"sweep {run_id}: SUCCESS"
+    # Before the first trial ends, the trials' counts as they change (the run queue's four at a time).
+    counts = [line for line in lines if line.startswith("trials: ")]
+    assert counts[0] == "trials: 6 queued, 0 running, 0 done", lines
+    assert lines.index(counts[0]) == 1 and lines.index(counts[0]) < lines.index(progress[0]), lines
+    assert any(" 0 done" in line and " 0 running" not in line for line in counts), lines  # trials seen running
+    assert counts[-1] == "trials: 0 queued, 0 running, 6 done", lines
+    assert len(set(counts)) == len(counts), lines  # a line when the counts change, not every second
+    for line in counts:
+        queued, running, done = (int(part.split()[0]) for part in line.removeprefix("trials: ").split(", "))
+        assert queued + running + done == 6, line
+    assert lines.index(counts[-1]) < lines.index(lines[-2]), lines  # before the decision
 
     # Every trial is a partition of iris_trials, declared by the sweep.
     assert set(keys) <= set(_partitions(stack))
+
+
+def test_the_sweep_finds_the_code_location_that_holds_its_job(stack):
+    """`dg dev` names the code location after the checkout's folder: iris-sweep asks the webserver
+    which location holds iris_sweep, and refuses in one line, naming the locations, when none does."""
+    workspace = _graphql(stack.url, _WORKSPACE, {})["workspaceOrError"]
+    assert job_selector(stack.url, SWEEP_JOB) == REPOSITORY_SELECTOR  # workspace.yaml's location
+    # The same workspace as a clone in another folder serves it, and with the job gone.
+    renamed = copy.deepcopy(workspace)
+    for entry in renamed["locationEntries"]:
+        entry["name"] = "my iris clone"
+    assert select_repository(renamed, SWEEP_JOB, stack.url) == {
+        "repositoryLocationName": "my iris clone",
+        "repositoryName": REPOSITORY_SELECTOR["repositoryName"],
+    }
+    with pytest.raises(LaunchError) as refused:
+        select_repository(renamed, "not_a_job", stack.url)
+    assert str(refused.value) == (
+        f"no code location of the Dagster webserver at {stack.url} holds the job not_a_job (locations: "
+        "my iris clone): start it from this repository (iris-ui, dg dev, or -w workspace.yaml)"
+    )
+    broken = {"__typename": "Workspace", "locationEntries": [
+        {"name": "iris_assets", "locationOrLoadError": {"__typename": "PythonError", "message": "ImportError:\n  x"}}
+    ]}  # fmt: skip
+    with pytest.raises(LaunchError, match=r"\(locations: iris_assets \(not loaded: ImportError: x\)\)"):
+        select_repository(broken, SWEEP_JOB, stack.url)
 
 
 def test_a_sweep_launched_from_the_launchpad(stack, pipeline_ran):

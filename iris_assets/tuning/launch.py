@@ -6,7 +6,9 @@ It talks to the Dagster webserver's GraphQL API (``$DAGSTER_UI_URL``; the daemon
 run: it starts the trials), making the UI's own calls: the Launchpad of ``iris_sweep``
 with the file's content under ``ops.open_sweep.config``. Before launching anything it
 checks the file and that the pipeline has run (the trials need its ``splits``), each
-refusal in one line. ``--wait`` follows the sweep: a line per finished trial, then the
+refusal in one line, as is a webserver none of whose code locations holds ``iris_sweep`` (naming
+the locations it has). ``--wait`` follows the sweep: the trials' counts (queued, running,
+done) whenever they change until the trials are over, a line per finished trial, then the
 best trial, its registry version and the promotion decision; the exit status is 1 when
 the sweep failed, naming the failed trials. From Python: ``launch_sweep(path)`` returns
 the sweep's run id; ``wait_for_sweep(run_id)`` follows it.
@@ -24,11 +26,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from iris_assets import settings
-from iris_assets.tuning.jobs import SWEEP_JOB
-from iris_assets.tuning.ops import NO_SPLITS, open_sweep
+from iris_assets.tuning.jobs import SWEEP_JOB, TRIAL_JOB
+from iris_assets.tuning.ops import NO_SPLITS, SWEEP_TAG, open_sweep
 from iris_assets.tuning.space import SweepError, load
 
-# The code location of workspace.yaml (and of the compose deployment), as the UI names it.
+# The code location of workspace.yaml, of `dg dev` (pyproject.toml's code_location_name) and of the
+# compose deployment, as the UI names it. A webserver may still name it otherwise (a workspace of
+# its own, a dg of another version: after the checkout's folder), so a sweep asks the webserver
+# which location holds its job (``job_selector``).
 REPOSITORY_SELECTOR = {"repositoryLocationName": "iris_assets", "repositoryName": "__repository__"}
 
 _LAUNCH = """
@@ -46,7 +51,7 @@ query { assetOrError(assetKey: {path: ["splits"]}) {
   __typename ... on Asset { assetMaterializations(limit: 1) { runId } } } }
 """
 _RUN = """
-query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status }
+query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status rootRunId }
   ... on PythonError { message } } }
 """
 _LOGS = """
@@ -55,7 +60,18 @@ query($id: ID!, $cursor: String) { logsForRun(runId: $id, afterCursor: $cursor) 
     ... on MessageEvent { message stepKey }
     ... on ErrorEvent { error { message } } } } } }
 """
+_WORKSPACE = """
+query { workspaceOrError { __typename ... on PythonError { message }
+  ... on Workspace { locationEntries { name locationOrLoadError { __typename
+    ... on PythonError { message }
+    ... on RepositoryLocation { repositories { name pipelines { name } } } } } } } }
+"""
+_TRIALS = """
+query($filter: RunsFilter!) { runsOrError(filter: $filter) { __typename
+  ... on Runs { results { status } } ... on PythonError { message } } }
+"""
 _OVER = {"SUCCESS", "FAILURE", "CANCELED"}
+_QUEUED = {"QUEUED", "NOT_STARTED", "MANAGED"}
 _FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "
 
 
@@ -102,7 +118,7 @@ def launch_sweep(path: str, url: Optional[str] = None, executor: Optional[str] =
         raise LaunchError(NO_SPLITS)
     params = {
         "mode": "default",
-        "selector": {**REPOSITORY_SELECTOR, "pipelineName": SWEEP_JOB},
+        "selector": {**job_selector(url, SWEEP_JOB), "pipelineName": SWEEP_JOB},
         "runConfigData": json.dumps(run_config),
         "executionMetadata": {"tags": []},
     }
@@ -112,16 +128,84 @@ def launch_sweep(path: str, url: Optional[str] = None, executor: Optional[str] =
     return answer["run"]["id"]
 
 
+def job_selector(url: str, job: str) -> dict[str, str]:
+    """The code location and repository of the webserver at ``url`` that hold ``job``."""
+    return select_repository(_graphql(url, _WORKSPACE, {})["workspaceOrError"], job, url)
+
+
+def select_repository(workspace: dict, job: str, url: str) -> dict[str, str]:
+    """From the webserver's ``workspaceOrError``: the (location, repository) holding ``job``. The
+    project's location name when several hold it; refused in one line when none does."""
+    if workspace.get("__typename") != "Workspace":
+        raise LaunchError(f"the Dagster webserver at {url} has no workspace: {_one_line(workspace.get('message'))}")
+    holding, seen = [], []
+    for entry in workspace["locationEntries"]:
+        location = entry.get("locationOrLoadError") or {}
+        if location.get("__typename") != "RepositoryLocation":
+            seen.append(f"{entry['name']} (not loaded: {_one_line(location.get('message'))})")
+            continue
+        seen.append(entry["name"])
+        for repository in location["repositories"]:
+            if job in {pipeline["name"] for pipeline in repository["pipelines"]}:
+                holding.append({"repositoryLocationName": entry["name"], "repositoryName": repository["name"]})
+    if len(holding) > 1:
+        holding = [selector for selector in holding if selector == REPOSITORY_SELECTOR] or holding
+    if len(holding) == 1:
+        return holding[0]
+    if holding:
+        names = ", ".join(f"{s['repositoryLocationName']}/{s['repositoryName']}" for s in holding)
+        raise LaunchError(f"several code locations of the Dagster webserver at {url} hold the job {job}: {names}")
+    raise LaunchError(
+        f"no code location of the Dagster webserver at {url} holds the job {job} (locations: "
+        f"{', '.join(seen) or 'none'}): start it from this repository (iris-ui, dg dev, or -w workspace.yaml)"
+    )
+
+
+def _one_line(message: Optional[str], limit: int = 200) -> str:
+    line = " ".join((message or "no message").split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 # What the sweep's run logs as it goes (tuning/ops.py): a line per trial, then the decision.
 _PROGRESS = ("trial ", "best trial ")
 
 
-def wait_for_sweep(run_id: str, url: Optional[str] = None, out: Callable[[str], None] = print) -> str:
-    """Follow a sweep run to its end, passing on its progress lines; its final status."""
+def trial_counts(url: str, sweep_run_id: str, trials: Optional[int] = None) -> str:
+    """``trials: 6 queued, 0 running, 0 done`` (and failed, if any), from the runs of the trial
+    job tagged with the sweep; with ``trials`` known, those the sensor has not started yet count
+    as queued."""
+    answer = _graphql(
+        url,
+        _TRIALS,
+        {"filter": {"pipelineName": TRIAL_JOB, "tags": [{"key": SWEEP_TAG, "value": sweep_run_id}]}},
+    )["runsOrError"]
+    statuses = [run["status"] for run in answer.get("results", [])]
+    done = statuses.count("SUCCESS")
+    failed = sum(1 for status in statuses if status in ("FAILURE", "CANCELED"))
+    queued = sum(1 for status in statuses if status in _QUEUED)
+    running = len(statuses) - done - failed - queued
+    if trials is not None:
+        queued = max(queued, trials - running - done - failed)
+    return f"trials: {queued} queued, {running} running, {done} done" + (f", {failed} failed" if failed else "")
+
+
+def wait_for_sweep(
+    run_id: str, url: Optional[str] = None, out: Callable[[str], None] = print, trials: Optional[int] = None
+) -> str:
+    """Follow a sweep run to its end, passing on its progress lines (the trials' counts whenever they
+    change, until the trials are over; each finished trial; the decision); its final status."""
     url = url or settings.current().dagster_ui_url
     cursor: Optional[str] = None
+    counts: Optional[str] = None
     while True:
-        status = _graphql(url, _RUN, {"id": run_id})["runOrError"].get("status")
+        run = _graphql(url, _RUN, {"id": run_id})["runOrError"]
+        status = run.get("status")
+        if status not in _OVER:
+            # The trials carry the id of the sweep's first run (a re-execution continues that sweep).
+            now = trial_counts(url, run.get("rootRunId") or run_id, trials)
+            if now != counts:
+                out(now)
+                counts = now
         while True:
             logs = _graphql(url, _LOGS, {"id": run_id, "cursor": cursor})["logsForRun"]
             cursor = logs.get("cursor", cursor)
@@ -155,7 +239,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"sweep {run_id}: {url}/runs/{run_id}", flush=True)
         if not args.wait:
             return 0
-        status = wait_for_sweep(run_id, url, lambda line: print(line, flush=True))
+        trials = len(load(args.file).keys)
+        status = wait_for_sweep(run_id, url, lambda line: print(line, flush=True), trials)
         print(f"sweep {run_id}: {status}")
         return 0 if status == "SUCCESS" else 1
     except (SweepError, LaunchError, settings.SettingError) as error:
