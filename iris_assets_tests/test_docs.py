@@ -202,3 +202,34 @@ def test_a_broken_link_or_anchor_is_reported_and_code_is_not_checked(tmp_path):
         "docs/page.md:5: (../../../etc/passwd): ../../../etc/passwd is outside the repository",
         "docs/page.md:9: (../other.md#twice-2): other.md has no heading whose anchor is #twice-2",
     ], problems
+
+
+# -- shown outputs -------------------------------------------------------------------------------
+
+_BLOCK = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
+
+
+def shown_outputs(text: str) -> dict[str, str]:
+    """command → the output a page shows for it: a one-command ```bash block followed directly
+    (nothing but blank lines between) by a ``` or ```text block."""
+    blocks = list(_BLOCK.finditer(text))
+    shown = {}
+    for block, after in zip(blocks, blocks[1:], strict=False):
+        commands = [line for line in block.group(2).splitlines() if line.strip()]
+        if block.group(1) == "bash" and len(commands) == 1 and after.group(1) in ("", "text"):
+            if not text[block.end() : after.start()].strip():
+                shown[commands[0].split("  #")[0].strip()] = after.group(2)
+    return shown
+
+
+def test_docs_pages_show_the_readme_s_outputs_for_the_same_commands():
+    """The README tour's shown outputs are compared with what the tour prints (test_readme.py);
+    a docs page that shows an output for one of the same commands must show the same output."""
+    readme = shown_outputs((REPO_ROOT / "README.md").read_text())
+    compared = 0
+    for page in documentation_pages()[1:]:
+        for command, output in shown_outputs(page.read_text()).items():
+            if command in readme:
+                compared += 1
+                assert output == readme[command], f"{page.relative_to(REPO_ROOT)} shows another output for {command}"
+    assert compared >= 2  # iris-predict and the served model's curl, in registry-and-serving.md

@@ -156,6 +156,11 @@ def test_a_refused_value_in_a_terminal_run_is_one_line_and_nothing_runs(
     assert runs_of(tracking_uri) == []
 
 
+def test_the_readme_shows_the_refusal_its_command_prints():
+    """README step 2 shows the line `dg launch` prints for n_estimators -3 (compared above)."""
+    assert f"\ndg launch: {REFUSED_MODEL_CONFIGS['n_estimators -3'][1]}\n" in (REPO_ROOT / "README.md").read_text()
+
+
 @pytest.mark.parametrize("case", REFUSED_MODEL_CONFIGS)
 def test_a_refused_value_fails_a_python_run_before_its_first_step(case, instance, tracking_uri):
     """`dg.execute_job` with the job's own executor (what the Launchpad, schedules, sensors and sweep

@@ -100,8 +100,18 @@ def _logs(folder: Path) -> str:
     return "".join(f"--- {log.name} (a server)\n{log.read_text()[-3000:]}\n" for log in sorted(folder.iterdir()))
 
 
+# The one line a terminal run ends with, as the README shows it after its `dg launch -c` step: every
+# value compared with what the tour printed but the MLflow run's id, which no two runs share.
+SUMMARY_BLOCK = re.compile(r"^```text\n(MLflow run \S+ FINISHED: .*)\n```$", re.M)
+SUMMARY_COMMAND = "dg launch --job iris_pipeline -c examples/small_forest.yaml"
+RUN_ID = re.compile(r"^MLflow run \S+ ")
+
+
 def test_the_readme_tour_works_as_written_from_a_clean_clone(clone, tmp_path, monkeypatch):
-    steps = tour((clone / "README.md").read_text())
+    readme = (clone / "README.md").read_text()
+    steps = tour(readme)
+    (shown_summary,) = SUMMARY_BLOCK.findall(readme)
+    printed: dict[str, str] = {}
     env = _fresh_shell_environment()
     servers: dict[str, subprocess.Popen] = {}
     logs = tmp_path / "logs"
@@ -136,6 +146,7 @@ def test_the_readme_tour_works_as_written_from_a_clean_clone(clone, tmp_path, mo
             if step.expected is not None:
                 assert result.stdout.strip() == step.expected.strip(), f"README output drifted: {step.command}"
             assert "Traceback" not in result.stderr, f"{step.command} printed a traceback:\n{result.stderr[-3000:]}"
+            printed[step.command] = result.stderr
             assert "Warning" not in result.stderr, f"{step.command} printed a warning:\n{result.stderr[-3000:]}"
     finally:
         for server in servers.values():
@@ -147,6 +158,14 @@ def test_the_readme_tour_works_as_written_from_a_clean_clone(clone, tmp_path, mo
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+    # The summary line the README shows is the one its `dg launch -c` step ended with.
+    (command,) = [command for command in printed if SUMMARY_COMMAND in command]
+    last = printed[command].strip().splitlines()[-1]
+    summary = last[last.index("MLflow run ") :] if "MLflow run " in last else last
+    assert RUN_ID.sub("MLflow run <id> ", summary) == RUN_ID.sub("MLflow run <id> ", shown_summary), (
+        f"README output drifted: {command}\nprinted: {summary}\nshown:   {shown_summary}"
+    )
+
     # Ctrl-C stopped every server the page starts, and what they started (iris-ui's two UIs).
     for step in steps:
         for url in step.urls:
