@@ -120,7 +120,7 @@ def _run(host: str, dagster_port: int, mlflow_port: int, stopping: threading.Eve
         print(f"Dagster UI: {dagster_url}  (instance {home})", flush=True)
         print(f"MLflow UI:  {mlflow_url}  ({mlflow_note})", flush=True)
         print("Ctrl-C stops both. Runs started and ended are listed here:", flush=True)
-        watcher = RunWatcher(_say)
+        watcher = RunWatcher(home, _say)
         watcher.start()
         while not stopping.wait(0.5):
             for name, child in children.items():
@@ -190,8 +190,9 @@ class Child:
 class RunWatcher(threading.Thread):
     """One line per run of the instance that starts, and per run that ends (with why, if it failed)."""
 
-    def __init__(self, out: Callable[[str], None], interval: float = POLL_S):
+    def __init__(self, home: Path, out: Callable[[str], None], interval: float = POLL_S):
         super().__init__(name="iris-ui runs", daemon=True)
+        self.home = home
         self.out = out
         self.interval = interval
 
@@ -201,7 +202,7 @@ class RunWatcher(threading.Thread):
         seen: dict[str, dg.DagsterRunStatus] = {}
         watching = since = time.time()
         failing: Optional[str] = None
-        with dg.DagsterInstance.get() as instance:
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
             while True:
                 polled = time.time()
                 try:
@@ -214,7 +215,7 @@ class RunWatcher(threading.Thread):
                 except Exception as error:  # the instance's storage busy or gone: say so once, keep trying
                     message = " ".join(str(error).split())[:300] or type(error).__name__
                     if message != failing:
-                        self.out(f"cannot read the runs of {os.environ.get('DAGSTER_HOME')}: {message}")
+                        self.out(f"cannot read the runs of {self.home}: {message}")
                     failing = message
                 time.sleep(self.interval)
 
