@@ -93,7 +93,7 @@ def test_another_family_s_parameter_is_refused_naming_the_family_s_own(instance,
     with pytest.raises(ValidationError) as refused:
         ModelConfig(family="svm", n_estimators=5)
     assert "family svm takes only C, kernel, gamma; n_estimators belongs to random_forest" in str(refused.value)
-    # Through a run: the step fails with that one message, and nothing else runs.
+    # Through a run: refused before its first step with that one message; no step runs, no MLflow run.
     result = dg.execute_job(
         dg.reconstructable(iris_pipeline),
         instance=instance,
@@ -101,11 +101,12 @@ def test_another_family_s_parameter_is_refused_naming_the_family_s_own(instance,
         raise_on_error=False,
     )
     assert not result.success
-    (failure,) = result.get_step_failure_events()
-    message = failure.step_failure_data.error.to_string()
-    assert "family logistic_regression takes only C, max_iter; max_depth belongs to random_forest, " in message
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE]
+    message = failure.event_specific_data.error.message
+    assert "model: family logistic_regression takes only C, max_iter; max_depth belongs to random_forest, " in message
     assert "hist_gradient_boosting" in message
-    assert all(r.info.status == "FAILED" for r in runs_of(tracking_uri))
+    assert runs_of(tracking_uri) == []
 
 
 def test_the_flat_config_still_means_a_forest():

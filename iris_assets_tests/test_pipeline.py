@@ -306,6 +306,7 @@ def test_partial_materialisation_records_upstream_runs(instance, tracking_uri):
     ],
 )
 def test_out_of_range_config_is_refused_naming_the_field(instance, tracking_uri, ops_config, named):
+    """Refused before the run's first step (config_errors): no step runs, no MLflow run is created."""
     result = dg.execute_job(
         dg.reconstructable(iris_pipeline),
         instance=instance,
@@ -313,11 +314,12 @@ def test_out_of_range_config_is_refused_naming_the_field(instance, tracking_uri,
         raise_on_error=False,
     )
     assert not result.success
-    (failure,) = result.get_step_failure_events()
-    message = failure.step_failure_data.error.to_string()
-    assert named in message and "Input should be" in message, message
-    # Nothing is left RUNNING.
-    assert all(r.info.status == "FAILED" for r in runs_of(tracking_uri))
+    assert result.get_step_failure_events() == []
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE]
+    message = failure.event_specific_data.error.message
+    assert f"{named}=" in message and "is not allowed: expected" in message, message
+    assert runs_of(tracking_uri) == []
 
 
 def test_mistyped_config_is_refused_before_anything_runs(dagster_home, tracking_uri, tmp_path):
