@@ -78,6 +78,8 @@ def _run(host: str, dagster_port: int, mlflow_port: int, stopping: threading.Eve
     logs = settings.current().ensure_state_dir() / "logs"
     logs.mkdir(exist_ok=True)
     children: dict[str, Child] = {}
+    if stopping.is_set():  # Ctrl-C while the instance was being made: nothing to start
+        return 0
     print(f"Logs: {_shown(logs / DAGSTER_LOG)} (webserver, daemon, code server)", flush=True)
     if serves_mlflow:
         print(f"      {_shown(logs / MLFLOW_LOG)} (MLflow UI)", flush=True)
@@ -104,8 +106,8 @@ def _run(host: str, dagster_port: int, mlflow_port: int, stopping: threading.Eve
             waits = {"MLflow UI": f"{mlflow_url}/health"}
         # Links between the UIs (a run's MLflow link, an MLflow run's Dagster link) use these ports.
         links = {"MLFLOW_UI_URL": mlflow_url, "DAGSTER_UI_URL": dagster_url}
-        # `dg dev` stops its webserver, daemon and code servers itself on SIGINT: only it is signalled
-        # (signalled too, a process already in its interpreter's shutdown printed a KeyboardInterrupt).
+        # `dg dev` stops its webserver, daemon and code servers itself on SIGINT (it tells them through
+        # pipes): only it is signalled, so none of them is interrupted twice.
         children["Dagster UI"] = Child.start(
             [str(bin_dir / "dg"), "dev", "--host", host, "--port", str(dagster_port)],
             settings.child_environment(bin_dir, links),
@@ -131,7 +133,7 @@ def _run(host: str, dagster_port: int, mlflow_port: int, stopping: threading.Eve
         return 0
     finally:
         if children and stopping.is_set():
-            print("Stopping both UIs...", flush=True)
+            print("Stopping the UIs...", flush=True)
         _stop_all(children.values())
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import urllib.request
 
 import dagster as dg
@@ -276,7 +277,7 @@ def test_iris_ui_prints_only_what_a_user_acts_on_and_ends_quietly(tmp_path):
         ui.stop()
     output = ui.log()
     assert ui.process.returncode == 0, output  # stopped by its SIGINT, not killed after the grace period
-    assert output.splitlines()[-1] == "Stopping both UIs...", output
+    assert output.splitlines()[-1] == "Stopping the UIs...", output
     for text in (output, (logs / "dagster.log").read_text(), (logs / "mlflow.log").read_text()):
         assert "Traceback" not in text and "KeyboardInterrupt:" not in text and "Exception ignored" not in text, text
     # The logs hold the servers' whole output: the daemon's sensor ticks, the webserver, MLflow's server.
@@ -288,3 +289,27 @@ def test_iris_ui_prints_only_what_a_user_acts_on_and_ends_quietly(tmp_path):
     for port in (dagster_port, mlflow_port):
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=2)
+
+
+def test_iris_ui_says_in_one_line_which_server_exited_and_where_its_log_is(tmp_path):
+    """A UI server that dies (here MLflow's, killed) ends iris-ui with one line naming it and its log
+    file, and the other UI is stopped with it."""
+    state = tmp_path / "ui_state"
+    env = {"IRIS_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
+    dagster_port, mlflow_port = free_port(), free_port()
+    ui = Service("iris-ui", ["iris-ui", "--dagster-port", str(dagster_port), "--mlflow-port", str(mlflow_port)],
+                 tmp_path, env, cwd=tmp_path)  # fmt: skip
+    try:
+        wait_until(lambda: "MLflow UI:" in ui.log() or ui.process.poll() is not None, timeout=240, what="both URLs")
+        (mlflow_ui,) = [pid for pid in _pids() if f"mlflow ui --host 127.0.0.1 --port {mlflow_port} " in _cmdline(pid)]
+        os.killpg(mlflow_ui, signal.SIGKILL)
+        assert ui.process.wait(timeout=60) == 2, ui.log()
+    finally:
+        ui.stop()
+    assert (
+        ui.log().splitlines()[-1]
+        == "iris-ui: error: the MLflow UI exited (status -9); its log: ui_state/logs/mlflow.log"
+    )
+    assert "Traceback" not in ui.log(), ui.log()
+    with pytest.raises(OSError):  # the Dagster UI went with it
+        urllib.request.urlopen(f"http://127.0.0.1:{dagster_port}", timeout=2)
