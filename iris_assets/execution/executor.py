@@ -48,7 +48,7 @@ _MODES = {**_LOCAL_MODES, "celery": dg.Field(dg.Shape(_CELERY_FIELDS))}
 # once in the forkserver; the last module freezes it all (execution.heap). A module that
 # fails to import is skipped by multiprocessing, never an error.
 STEP_PRELOAD = [
-    "iris_assets",
+    "iris_assets.definitions",
     "mlflow",
     "mlflow.sklearn",
     "mlflow.onnx",
