@@ -77,6 +77,8 @@ def assert_complete_iris_run(tracking_uri: str, run, *, n_estimators=100, max_de
     assert params["n_estimators"] == str(n_estimators)
     assert params["max_depth"] == str(max_depth)
     assert params["random_state"] == "42"
+    # splits logs these through MLflow's fluent API (mlflow.log_params): the bound run holds them too
+    assert {"test_size", "split_random_state"} <= set(params) and params["stratified"] == "True", params
     metrics = run.data.metrics
     assert set(metrics) >= {"accuracy", "precision", "recall", "f1_score"}
     for name in ("accuracy", "precision", "recall", "f1_score"):

@@ -66,6 +66,7 @@ def splits(
 
     The labels are the species names: models learn, predict and are served with names.
     """
+    from mlflow import log_params
     from sklearn.model_selection import train_test_split
 
     frame = raw_data.frame
@@ -77,7 +78,9 @@ def splits(
         random_state=config.random_state,
         stratify=frame["species"],
     )
-    mlflow.log_params({"test_size": config.test_size, "split_random_state": config.random_state, "stratified": True})
+    # MLflow's own fluent call, as the seed's tasks wrote it: inside a step it logs into the bound run
+    # (tracking/fluent.py), on every executor; the other calls here name their run through the resource.
+    log_params({"test_size": config.test_size, "split_random_state": config.random_state, "stratified": True})
     digests = {
         context: mlflow.log_dataset(
             X.assign(species=y), name=f"iris_{part}", context=context, source=raw_data.source, targets="species"
