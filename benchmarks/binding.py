@@ -1,4 +1,4 @@
-"""3. Binding cost as the experiment grows, and the tracking requests of one materialisation.
+"""3. Binding cost as the experiment grows, and the tracking requests of a step and of a materialisation.
 
 A one-asset probe job binds to its MLflow run (the first use of the ``mlflow``
 resource, timed inside the step) and ends it (the resource's teardown, timed by a
@@ -10,16 +10,24 @@ experiment with the empty one under the same conditions.
 The earlier runs are written straight into the store's tables in bulk (writing
 10,000 runs through the API would take many minutes), each shaped like a real
 pipeline run: its tags (``dagster_run_id``...), six params and four metrics.
+
+On the server, the requests one probe step makes (bind, a metric through the resource,
+a param through MLflow's fluent API, the end) are counted from its access log for each
+size: users of stock dagster-mlflow hit a server's rate limit with parallel ops, and a
+count that grew with the experiment would be that defect.
 """
 
 import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
+from mlflow import log_param
 
 from benchmarks.harness import Row, Sample, Templates, interleave, run_timed
 from iris_assets.tracking import MlflowRun
@@ -42,6 +50,9 @@ def probe(mlflow: MlflowRun) -> None:
     start = time.perf_counter()
     _ = mlflow.run_id  # the first use binds: experiment, election, run
     _BIND_SECONDS.append(time.perf_counter() - start)
+    # What a step logs, both ways: the resource's call and MLflow's fluent one, into the same run.
+    mlflow.log_metrics({"probe": 1.0})
+    log_param("probe", "fluent")
 
 
 def seed(tracking_uri: str, experiment_name: str, count: int, artifact_root: str) -> None:
@@ -106,7 +117,14 @@ def seed(tracking_uri: str, experiment_name: str, count: int, artifact_root: str
     store.engine.dispose()
 
 
-def bind_rows(store_label: str, tracking_uri: str, sizes: list[int], repetitions: int, home: Path) -> list[Row]:
+def bind_rows(
+    store_label: str,
+    tracking_uri: str,
+    sizes: list[int],
+    repetitions: int,
+    home: Path,
+    access_log: Optional[Callable[[], str]] = None,
+) -> list[Row]:
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     instance = dg.DagsterInstance.local_temp(tempdir=str(home))
@@ -138,6 +156,25 @@ def bind_rows(store_label: str, tracking_uri: str, sizes: list[int], repetitions
     binds = interleave(repetitions, {size: with_end(size) for size in sizes})
     empty = sizes[0]
     rows = []
+    if access_log is not None:  # one more probe per size, its requests counted
+        requests = {}
+        for size in sizes:
+            before = len(access_log())
+            measure(size)()
+            time.sleep(1)  # let the server flush its last access lines
+            counted = sum(count_requests(access_log()[before:]).values())
+            requests[size] = Sample(f"requests-{size}", [float(counted)], unit="requests")
+        rows += [
+            Row(
+                "3. Binding cost",
+                f"{store_label}: tracking API requests of one step (bind, log both ways, end), "
+                f"{size:,} earlier runs / 0 (access log)",
+                requests[size],
+                requests[empty],
+                goal="<= 1.0" if size == sizes[-1] else None,
+            )
+            for size in sizes[1:]
+        ]
     for size in sizes[1:]:
         goal = "<= 1.2" if size == sizes[-1] else None
         rows.append(
@@ -205,7 +242,9 @@ def run(templates: Templates, sizes: list[int], repetitions: int, work_dir: Path
             seed(postgres.url("mlflow"), f"bench-{size}", size, "mlflow-artifacts:")
         topology.start_mlflow()
         server, url = topology.services["mlflow"], topology.mlflow_url
-        rows += bind_rows("MLflow server on PostgreSQL", url, sizes, repetitions, work_dir / "home-server")
+        rows += bind_rows(
+            "MLflow server on PostgreSQL", url, sizes, repetitions, work_dir / "home-server", access_log=server.log
+        )
 
         # Tracking requests of one whole materialisation, and of the baseline doing the same work.
         requests = {}

@@ -16,7 +16,7 @@ ROW = re.compile(r"^\| (\d\. [^|]+) \| (.+?) \| \*\*([^*]+)×\*\* \|", re.MULTIL
 EXPECTED_ROWS = {
     "1. Orchestration overhead": 3,
     "2. Load time": 1,
-    "3. Binding cost": 9,
+    "3. Binding cost": 11,
     "4. Serving": 6,
     "5. Peak memory": 3,
     "6. Scale-out": 1,

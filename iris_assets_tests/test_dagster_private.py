@@ -185,3 +185,29 @@ def test_step_config_class_and_step_config_build_what_a_step_is_handed():
     # Fields equal to their default are left out, as in the step (a Literal's default is kept, which
     # the model's family rule allows for): a forest's defaults do not count as given to an svm.
     assert {"family", "C"} <= config.model_fields_set and "n_estimators" not in config.model_fields_set
+
+
+def test_mlflow_s_active_run_stack_and_the_lookups_the_binding_wraps(tracking_uri):
+    """tracking/fluent.py puts the bound run on MLflow's per-thread active-run stack and wraps start_run /
+    end_run where MLflow's own code looks them up: a change to either fails here, by name."""
+    import inspect
+
+    import mlflow
+
+    from iris_assets.tracking import private
+
+    fluent = private.fluent_module()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with mlflow.start_run() as run:
+            assert private.active_run_stack()[-1].info.run_id == run.info.run_id == mlflow.active_run().info.run_id
+            assert fluent._active_run_stack.get() is private.active_run_stack()  # one list per thread
+        assert private.active_run_stack() == []
+    finally:
+        mlflow.set_tracking_uri(None)
+    # MLflow's fluent calls start a run through the module's start_run; its exit hook and a run's `with`
+    # block end one through the module's end_run (names looked up at call time, so wrappable).
+    assert "start_run()" in inspect.getsource(fluent._get_or_start_run)
+    assert "end_run()" in inspect.getsource(fluent._safe_end_run)
+    assert "end_run(" in inspect.getsource(fluent.ActiveRun.__exit__)
+    assert issubclass(fluent.ActiveRun, mlflow.entities.Run) and mlflow.ActiveRun is fluent.ActiveRun
