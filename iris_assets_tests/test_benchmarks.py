@@ -45,3 +45,6 @@ def test_quick_benchmarks_fill_the_table(tmp_path, monkeypatch):
                 assert math.isfinite(float(number)), line
     assert "| identical |" in table and "**no**" not in table.split("### Same work")[1].split("###")[0], table
     assert "Tracking API requests" in table
+    # Counted, not timed: a step's tracking requests do not grow with the experiment (dagster #22633).
+    per_step = [ratio for _s, figure, ratio in rows if "tracking API requests of one step" in figure]
+    assert per_step and all(ratio == "1.000" for ratio in per_step), per_step
