@@ -183,7 +183,7 @@ def test_bad_data_file(case, tmp_path, instance, tracking_uri, outcome):
         raise_on_error=False,
     )
     assert not result.success
-    message = _failure_message(result)
+    message, _where = _failure_message(result)
     assert "IrisDataError" in message and path in message and named in message, message
     outcome.note(f"{case}: {time.monotonic() - started:.1f} s")
     # Refused before anything was logged: the (lazy) binding never opened a run.
@@ -212,7 +212,7 @@ def test_bad_tracking_uri(case, instance, monkeypatch, tmp_path, outcome):
     result = dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance, raise_on_error=False)
     seconds = time.monotonic() - started
     assert not result.success
-    message = _failure_message(result)
+    message, _where = _failure_message(result)
     assert "MlflowBindingError" in message and "$MLFLOW_TRACKING_URI" in message and named in message, message
     assert "hunter2" not in message
     outcome.note(f"{case}: failed in {seconds:.1f} s")
@@ -235,7 +235,7 @@ def test_deleted_experiment(instance, tracking_uri, outcome):
     experiment_id = client.create_experiment("relatorio-II-iris-pipeline")
     client.delete_experiment(experiment_id)
     result = dg.execute_job(dg.reconstructable(iris_pipeline), instance=instance, raise_on_error=False)
-    message = _failure_message(result)
+    message, _where = _failure_message(result)
     assert "relatorio-II-iris-pipeline" in message and "is deleted" in message and "restore" in message
     assert client.search_runs([experiment_id]) == []
     outcome.note("no run created in the deleted experiment")
