@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
 from iris_assets.tracking import private
+from iris_assets.tracking.store import GLOBAL_URI_VARIABLES, restore_environment
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -45,7 +46,6 @@ _lock = threading.Lock()
 _installed = False
 _store_users: list[str] = []  # the tracking URI of each binding set up in this process
 _saved_store: dict[str, Optional[str]] = {}
-_STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def _bound_run_class() -> type:
@@ -172,7 +172,7 @@ def _use_store(tracking_uri: str) -> bool:
         if len(_store_users) > 1:
             return _store_users[0] == tracking_uri
         _saved_store.clear()
-        _saved_store.update({name: os.environ.get(name) for name in _STORE_VARIABLES})
+        _saved_store.update({name: os.environ.get(name) for name in GLOBAL_URI_VARIABLES})
         if os.environ.get("MLFLOW_REGISTRY_URI") not in (None, tracking_uri):
             mlflow.set_registry_uri(tracking_uri)
         if mlflow.get_tracking_uri() != tracking_uri:
@@ -190,9 +190,5 @@ def _release_store(tracking_uri: str) -> None:
             return
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # back to the environment's
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-        for name, value in _saved_store.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(_saved_store)
         _saved_store.clear()

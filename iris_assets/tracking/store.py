@@ -65,7 +65,7 @@ def explained(tracking_uri: str, source: str) -> Iterator[None]:
 # load_model), are set and restored under this lock, so concurrent bindings to
 # different stores in one process stay apart.
 _GLOBAL_MLFLOW_STATE = threading.Lock()
-_GLOBAL_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+GLOBAL_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 @contextmanager
@@ -78,7 +78,7 @@ def global_store(tracking_uri: str, source: str) -> Iterator[None]:
     import mlflow
 
     with _GLOBAL_MLFLOW_STATE:
-        saved = {name: os.environ.get(name) for name in _GLOBAL_URI_VARIABLES}
+        saved = {name: os.environ.get(name) for name in GLOBAL_URI_VARIABLES}
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         try:
@@ -87,10 +87,11 @@ def global_store(tracking_uri: str, source: str) -> Iterator[None]:
         finally:
             mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # back to the environment's
             mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-            _restore_environment(saved)
+            restore_environment(saved)
 
 
-def _restore_environment(saved: dict[str, Optional[str]]) -> None:
+def restore_environment(saved: dict[str, Optional[str]]) -> None:
+    """Put variables back as a snapshot had them (None: unset)."""
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)

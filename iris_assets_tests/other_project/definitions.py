@@ -3,6 +3,7 @@
 import json
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 import mlflow
@@ -110,16 +111,20 @@ def seed_style(context: dg.AssetExecutionContext) -> str:
 
 class WhoConfig(dg.Config):
     name: str
-    pause_seconds: float = 0.0
+    wait_for: Optional[str] = None  # a file: the step logs, then waits for it before it logs again
 
 
 @dg.asset(required_resource_keys={"mlflow"})
 def who(config: WhoConfig) -> str:
-    """Logs who materialised it, slowly: two materialisations in two threads overlap."""
+    """Logs who materialised it, and can wait mid-step: two materialisations in two threads overlap."""
     import time
 
     mlflow.log_param("who", config.name)
-    time.sleep(config.pause_seconds)
+    deadline = time.monotonic() + 120
+    while config.wait_for and not Path(config.wait_for).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{config.wait_for} never appeared")
+        time.sleep(0.05)
     mlflow.log_metric("done", 1.0)
     return config.name
 
