@@ -83,6 +83,11 @@ def empty_mlflow_store(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch, empty_mlflow_store):
     """Every test gets its own state folder and MLflow store, set the way a user sets them."""
+    import mlflow
+
+    # A test that called mlflow.set_tracking_uri (as notebooks do) leaves MLflow's process-wide URI
+    # behind, and it wins over $MLFLOW_TRACKING_URI: the next test on this worker would use that store.
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
     for key, value in QUIET_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("IRIS_STATE_DIR", str(tmp_path / "state"))

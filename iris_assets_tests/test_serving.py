@@ -9,6 +9,7 @@ fresh interpreter that cannot import iris_assets loads both through pyfunc.
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -89,7 +90,7 @@ def test_the_documented_command_serves_the_champion_with_species_names(store):
     command = _documented_block("Serve the champion with MLflow").replace("-p 5001", f"-p {port}")
     assert "mlflow models serve" in command and CHAMPION_URI in command
     features, species = _iris()
-    server = _serve(f"cd {REPO_ROOT} && {command}", port, folder, "serve-sklearn", uri)
+    server = _serve(f"cd {shlex.quote(str(REPO_ROOT))} && {command}", port, folder, "serve-sklearn", uri)
     try:
         for style, body in _payloads(features).items():
             predicted = _invoke(port, body)
@@ -110,7 +111,7 @@ def test_the_onnx_model_is_served_with_names_and_probabilities(store):
     command = _documented_block("To serve the ONNX model").replace("-p 5002", f"-p {port}")
     assert 'mlflow models serve -m "$ONNX_URI"' in command
     features, species = _iris()
-    server = _serve(f"cd {REPO_ROOT} && {command}", port, folder, "serve-onnx", uri)
+    server = _serve(f"cd {shlex.quote(str(REPO_ROOT))} && {command}", port, folder, "serve-onnx", uri)
     try:
         for style, body in _payloads(features).items():
             predicted = _invoke(port, body)

@@ -7,6 +7,7 @@ and the `iris-runs` command.
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 
@@ -182,11 +183,12 @@ def test_credentials_in_the_tracking_uri_appear_nowhere(dagster_home, instance, 
 def test_five_first_runs_at_once_on_a_new_instance(tmp_path, tracking_uri, outcome):
     """Five `dagster job execute` at once on a brand-new DAGSTER_HOME made by scripts/env.sh: all succeed, the instance stays usable"""
     home = tmp_path / "new_home"
-    runs = " ".join(f"{BIN}/dagster job execute -m iris_assets -j iris_pipeline > run{i}.log 2>&1 &" for i in range(5))
-    # (In one group: `a && b & c` would background `a && b` and run `c` without DAGSTER_HOME.)
-    script = (
-        f"cd {REPO_ROOT} && export DAGSTER_HOME={home} && source scripts/env.sh && cd {tmp_path} && {{ {runs} wait; }}"
-    )
+    dagster = shlex.quote(str(BIN / "dagster"))
+    runs = " ".join(f"{dagster} job execute -m iris_assets -j iris_pipeline > run{i}.log 2>&1 &" for i in range(5))
+    # (In one group: `a && b & c` would background `a && b` and run `c` without DAGSTER_HOME.) Paths quoted:
+    # a clone's folder may hold a space.
+    root, home_path, here = (shlex.quote(str(path)) for path in (REPO_ROOT, home, tmp_path))
+    script = f"cd {root} && export DAGSTER_HOME={home_path} && source scripts/env.sh && cd {here} && {{ {runs} wait; }}"
     subprocess.run(["/bin/bash", "-c", script], env={**os.environ, **QUIET_ENV}, timeout=900, check=True)
     logs = {i: (tmp_path / f"run{i}.log").read_text(errors="replace") for i in range(5)}
     assert all(reports_success(log) for log in logs.values()), {i: log[-2000:] for i, log in logs.items()}
