@@ -284,3 +284,11 @@ def test_a_wine_model_is_refused_as_iris_s_champion(instance, tracking_uri):
     assert client.search_model_versions(f"name = '{DEFAULT_REGISTERED_MODEL}'") == []
     assert client.get_registered_model(DEFAULT_REGISTERED_MODEL).aliases == {}
     assert [run.info.status for run in runs_of(tracking_uri, "wine-classification")] == ["FAILED"]
+
+
+def test_integer_labels_are_ordered_as_numbers_and_answered_as_their_text(tmp_path):
+    frame = _separable(6, [10, 2, 33])
+    path = _csv_definition(tmp_path, frame)
+    table = load_table(load_definition(path))
+    assert table.class_names == ["2", "10", "33"]  # numerically; as text it would be 10, 2, 33
+    assert sorted(table.frame["resultado"].unique()) == ["10", "2", "33"]
