@@ -131,10 +131,12 @@ def test_a_shipped_dataset_end_to_end(instance, tracking_uri, name, rows, classe
     assert "(they are dataset 'iris''s)" in error and f"(dataset '{name}')" in error
 
 
-def _csv_definition(tmp_path: Path, frame: pd.DataFrame, extra: str = "", name: str = "mine") -> Path:
-    frame.to_csv(tmp_path / f"{name}.csv", index=False)
+def _csv_definition(
+    tmp_path: Path, frame: pd.DataFrame, extra: str = "", name: str = "mine", label: str = "resultado"
+) -> Path:
+    frame.rename(columns={"resultado": label}).to_csv(tmp_path / f"{name}.csv", index=False)
     path = tmp_path / f"{name}.yaml"
-    path.write_text(f"name: {name}\nsource: {name}.csv\nlabel: resultado\n{extra}")
+    path.write_text(f"name: {name}\nsource: {name}.csv\nlabel: {label}\n{extra}")
     return path
 
 
@@ -151,9 +153,10 @@ def _separable(n_per_class: int, labels: list, features: int = 3, seed: int = 0)
 
 
 def test_a_user_s_binary_csv_with_text_labels_in_its_own_order(instance, tracking_uri, tmp_path, capsys):
-    """Labels with spaces and accents, two classes, an order the definition gives (not sorted)."""
+    """Labels with spaces and accents, two classes, an order the definition gives (not sorted), in a
+    column named ``label`` (also a name skl2onnx gives one of its own intermediates)."""
     labels = ["não aprovado", "aprovado com louvor"]
-    path = _csv_definition(tmp_path, _separable(90, labels), extra=f"classes: {json.dumps(labels)}\n")
+    path = _csv_definition(tmp_path, _separable(90, labels), extra=f"classes: {json.dumps(labels)}\n", label="label")
     result = _run(load_definition(path), instance=instance)
     assert result.success
     (run,) = runs_of(tracking_uri, "mine-classification")
@@ -164,7 +167,7 @@ def test_a_user_s_binary_csv_with_text_labels_in_its_own_order(instance, trackin
     rows.write_text(json.dumps([{"x0": 0.0, "x1": 0.0, "x2": 0.0}, {"x0": 3.0, "x1": 3.0, "x2": 3.0}]))
     assert cli.main(["--model", "models:/mine-classifier@champion", str(rows)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "resultado,não aprovado,aprovado com louvor"  # the definition's order, not sorted
+    assert lines[0] == "label,não aprovado,aprovado com louvor"  # the definition's order, not sorted
     assert [line.split(",")[0] for line in lines[1:]] == labels
     mlflow.set_tracking_uri(tracking_uri)
     frame = pd.DataFrame([[0.0] * 3, [3.0] * 3], columns=["x0", "x1", "x2"])

@@ -68,6 +68,7 @@ def to_onnx(
     prefix = "s" if isinstance(model.classes_[0], str) else "i"
     renamed = {"output_label": label, **{f"{prefix}{c}": str(c) for c in model.classes_}}
     graph = onnx_model.graph
+    _move_aside(graph, set(renamed.values()) - set(renamed))
     for node in graph.node:
         node.output[:] = [renamed.get(name, name) for name in node.output]
     for value in [*graph.output, *graph.value_info]:
@@ -90,6 +91,29 @@ def to_onnx(
             entry = onnx_model.metadata_props.add()
             entry.key, entry.value = key, value
     return onnx_model.SerializeToString()
+
+
+def _move_aside(graph: Any, wanted: set[str]) -> None:
+    """Rename the converter's own intermediate names that the outputs are about to take.
+
+    skl2onnx names some intermediates ``label``, ``probabilities``...; a dataset whose label
+    column (or a class) has such a name would otherwise define it twice (an invalid model)."""
+    used = {name for node in graph.node for name in [*node.input, *node.output]}
+    used |= {item.name for item in [*graph.initializer, *graph.input, *graph.value_info]}
+    clashes = wanted & used
+    if not clashes:
+        return
+    aside = {}
+    for name in sorted(clashes):
+        new = f"{name}_internal"
+        while new in used:
+            new += "_"
+        aside[name] = new
+    for node in graph.node:
+        node.input[:] = [aside.get(name, name) for name in node.input]
+        node.output[:] = [aside.get(name, name) for name in node.output]
+    for item in [*graph.initializer, *graph.input, *graph.value_info]:
+        item.name = aside.get(item.name, item.name)
 
 
 def onnx_requirements() -> list[str]:
