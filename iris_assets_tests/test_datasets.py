@@ -295,3 +295,43 @@ def test_integer_labels_are_ordered_as_numbers_and_answered_as_their_text(tmp_pa
     table = load_table(load_definition(path))
     assert table.class_names == ["2", "10", "33"]  # numerically; as text it would be 10, 2, 33
     assert sorted(table.frame["resultado"].unique()) == ["10", "2", "33"]
+
+
+@pytest.mark.servers
+def test_wine_s_champion_is_served_by_mlflow_models_serve_with_its_class_names(instance, tracking_uri, tmp_path):
+    """The documented `mlflow models serve` command, run as written (the venv not on PATH), on Wine's champion."""
+    import os
+    import re
+    import urllib.request
+
+    from iris_harness.environment import BIN, REPO_ROOT
+    from iris_harness.processes import Service, free_port, wait_for_http
+
+    wine = load_definition(definition_path("wine"))
+    assert _run(wine, instance=instance).success
+    page = (REPO_ROOT / "docs" / "datasets.md").read_text()
+    (command,) = [block for block in re.findall(r"```bash\n(.*?)```", page, re.S) if "mlflow models serve" in block]
+    port = free_port()
+    command = command.replace("-p 5003", f"-p {port}")
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not p.startswith(str(BIN)))
+    server = Service(
+        "serve-wine",
+        ["/bin/bash", "-c", f"cd {REPO_ROOT} && {command}"],
+        tmp_path,
+        env={"PATH": path, "MLFLOW_TRACKING_URI": tracking_uri},
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server, timeout=180)
+        table = load_table(wine)
+        body = {"dataframe_split": {"columns": table.features, "data": table.frame[table.features].values.tolist()}}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predicted = json.loads(response.read())["predictions"]
+        mlflow.set_tracking_uri(tracking_uri)
+        sk_model = mlflow.sklearn.load_model("models:/wine-classifier@champion")
+        assert predicted == list(sk_model.predict(table.frame[table.features]))
+        assert set(predicted) == {"class_0", "class_1", "class_2"}
+    finally:
+        server.stop()
