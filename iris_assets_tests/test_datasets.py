@@ -335,3 +335,72 @@ def test_wine_s_champion_is_served_by_mlflow_models_serve_with_its_class_names(i
         assert set(predicted) == {"class_0", "class_1", "class_2"}
     finally:
         server.stop()
+
+
+# "Materialize all" in the real UI (Dagster 1.13.27): measured, not assumed.
+from iris_assets_tests.test_browser import browser, screenshots  # noqa: E402, F401  (fixtures)
+
+WINE_LOCATION = ("-m", "iris_assets.datasets.locations", "-a", "wine")
+
+
+@pytest.mark.browser
+@pytest.mark.servers
+def test_materialize_all_in_a_dataset_s_ui_is_one_run_and_across_locations_launches_nothing(
+    browser,  # noqa: F811
+    dagster_home,
+    tracking_uri,
+    tmp_path,
+):
+    """Wine's UI (its location alone): one click on the global lineage page, no dialog, one Dagster run, one
+    MLflow run in wine-classification. With Iris, Wine and Digits in one UI (workspace.datasets.yaml), Dagster
+    refuses to materialise assets of several code locations together: its "Unable to Materialize" dialog, and
+    no run, so never two datasets in one MLflow run."""
+    import re
+
+    from playwright.sync_api import expect
+
+    from iris_harness.processes import Service, dagster_webserver, free_port, wait_until
+
+    def global_materialize_all(port):
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/asset-groups")
+        button = page.get_by_role("button", name=re.compile(r"Materialize all$"))  # no "…": no partition dialog
+        expect(button).to_be_enabled()
+        button.click()
+        return page
+
+    port = free_port()
+    services = [Service("daemon", ["dagster-daemon", "run", *WINE_LOCATION], tmp_path)]
+    try:
+        services.append(dagster_webserver(tmp_path, port, WINE_LOCATION))
+        page = global_materialize_all(port)
+        expect(page.get_by_role("link", name="View", exact=True)).to_have_attribute(
+            "href", re.compile(r"^/runs/[0-9a-f-]{36}$")
+        )
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        with dg.DagsterInstance.get() as instance:
+            (run,) = wait_until(
+                lambda: [r for r in instance.get_runs() if r.is_finished], timeout=300, what="the run to end"
+            )
+            assert run.status == dg.DagsterRunStatus.SUCCESS, f"see {tmp_path}/*.log"
+            assert len(instance.get_runs()) == 1 and instance.get_backfills() == []
+        (mlflow_run,) = runs_of(tracking_uri, "wine-classification")
+        assert mlflow_run.info.status == "FINISHED" and mlflow_run.data.tags["dagster_run_id"] == run.run_id
+        assert len(_all_runs(tracking_uri)) == 1  # and none in Iris's or another experiment
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+    port = free_port()
+    webserver = dagster_webserver(tmp_path, port, ("-w", "workspace.datasets.yaml"))
+    try:
+        page = global_materialize_all(port)
+        dialog = page.get_by_role("dialog")
+        expect(dialog).to_contain_text("Unable to Materialize")
+        expect(dialog).to_contain_text(
+            "can only be materialized together if they are defined in the same code location"
+        )
+        with dg.DagsterInstance.get() as instance:
+            assert len(instance.get_runs()) == 1  # Wine's, above: nothing launched
+    finally:
+        webserver.stop()

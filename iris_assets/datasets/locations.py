@@ -3,9 +3,10 @@
 Any attribute of this module named after a definition in ``datasets/`` (``wine``, ``digits``,
 yours) is that dataset's Definitions, loaded with the same guards as Iris's location
 (``definitions.load``): a terminal command on a temporary instance or with a refused run
-config stops in one line. Why a location per dataset: the UI's "Materialize all" launches
-one run per code location, and one Dagster run is one MLflow run; two datasets in one
-location would share a run, hence an MLflow run and an experiment.
+config stops in one line. Why a location per dataset: one Dagster run is one MLflow run,
+and two datasets in one location would share a "Materialize all" run, hence an MLflow run.
+Across locations Dagster 1.13 refuses a global "Materialize all" ("Unable to Materialize"):
+a dataset's own UI is ``dagster dev -m iris_assets.datasets.locations -a <name>``.
 """
 
 import functools

@@ -6,8 +6,8 @@ with the job ``<name>_pipeline``; each stage calls the same functions as Iris's
 so a dataset gets exactly what Iris gets. Run config addresses a stage by its op name,
 ``<name>__model`` (Dagster's name for a prefixed asset's op).
 
-Each dataset is its own code location (``locations.py``): "Materialize all" launches one
-run per code location, so one Dagster run, hence one MLflow run, never holds two datasets.
+Each dataset is its own code location (``locations.py``), so one Dagster run, hence one
+MLflow run, never holds two datasets.
 """
 
 from collections.abc import Iterator
