@@ -15,7 +15,7 @@ from benchmarks.harness import BIN, Row, Sample, Templates, interleave, run_time
 from benchmarks.overhead import graph_command
 from iris_assets.runs.summary import reports_success
 
-SECTION = "9. Datasets"
+SECTION = "10. Datasets"
 FEATURES = 20
 CLASSES = 3
 LOCATION = """\
