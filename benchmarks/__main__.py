@@ -17,6 +17,8 @@ from pathlib import Path
 from benchmarks.harness import BENCH_ENV, REPO_ROOT, Row, Templates, machine
 
 SECTIONS = ["overhead", "load", "binding", "serving", "scaleout", "sweep", "data_size", "run_workers"]
+# Run only when named (--only): minutes per run on a million rows, too long for the CI smoke test.
+OPTIONAL_SECTIONS = ["datasets"]
 FULL = {
     "overhead": 4,
     "load": 6,
@@ -28,6 +30,7 @@ FULL = {
     "scaleout": 3,
     "sweep": 2,
     "run_workers": 4,
+    "datasets": (1, 1_000_000),  # one repetition: the million-row run takes minutes
 }
 QUICK = {
     "overhead": 1,
@@ -40,6 +43,7 @@ QUICK = {
     "scaleout": 1,
     "sweep": 1,
     "run_workers": 1,
+    "datasets": (1, 20_000),
 }
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
@@ -48,7 +52,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one or two repetitions, small experiments (a smoke test)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "BENCHMARKS.md", help="where to write the table")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="run only these sections")
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTIONS + OPTIONAL_SECTIONS, default=SECTIONS, help="run only these sections"
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     os.environ.update(BENCH_ENV)
@@ -97,6 +103,11 @@ def run_section(section: str, templates: Templates, settings: dict, work: Path) 
 
         repetitions, rows = settings["data_size"]
         return data_size.run(templates, repetitions, rows, work), ""
+    if section == "datasets":
+        from benchmarks import datasets
+
+        repetitions, rows = settings["datasets"]
+        return datasets.run(templates, repetitions, rows, work), ""
     if section == "scaleout":
         from benchmarks import scaleout
 

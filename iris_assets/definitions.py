@@ -5,11 +5,9 @@ on a temporary instance, or with a bad setting or a refused run config, stops in
 before any work; a code server forks its run workers from a preloaded forkserver.
 """
 
-import sys
-
 import dagster as dg
 
-from iris_assets import settings
+from iris_assets.location import load
 
 
 def _definitions() -> dg.Definitions:
@@ -52,34 +50,4 @@ def _definitions() -> dg.Definitions:
     )
 
 
-def _load() -> dg.Definitions:
-    command = settings.dagster_cli_run_command()
-    # A CLI run on a temporary instance would vanish with it: refuse in one line, before any work.
-    refusal = settings.refuse_temporary_instance()
-    if refusal:
-        sys.exit(refusal)
-    # A bad setting, in such a command, is one line too (a code server raises it: the UI shows it).
-    try:
-        definitions = _definitions()
-    except settings.SettingError as error:
-        if command is None:
-            raise
-        sys.exit(f"{command}: {error}")
-    # A terminal command's run config (-c FILE) that a step would refuse is one line, before a run
-    # exists; Dagster's own config errors in such a command are one line too (config_errors.py).
-    if command is not None:
-        from iris_assets import config_errors
-
-        config_errors.install_cli_excepthook(definitions)
-        refused_config = config_errors.cli_refusal(definitions)
-        if refused_config:
-            print(refused_config, file=sys.stderr)
-            sys.exit(config_errors.EXIT_STATUS)
-    from iris_assets.execution.run_workers import fork_run_workers
-
-    # In a code server, run workers are forked from a preloaded forkserver (execution/run_workers.py).
-    fork_run_workers()
-    return definitions
-
-
-defs = _load()
+defs = load(_definitions)

@@ -39,3 +39,15 @@ class IrisMlflowRun(MlflowRun):
 
     def defaults(self) -> Defaults:
         return project_defaults()
+
+
+class DatasetMlflowRun(IrisMlflowRun):
+    """The ``mlflow`` resource of a dataset's code location (``datasets/``): its experiment is set in
+    config (the definition's), and a "Materialize all" run is named after the dataset's job."""
+
+    pipeline_job: str
+
+    def defaults(self) -> Defaults:
+        import dataclasses
+
+        return dataclasses.replace(project_defaults(), asset_job_run_name=self.pipeline_job)

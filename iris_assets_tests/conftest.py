@@ -49,6 +49,7 @@ LONGEST_MODULES = {
     "test_binding": 105,
     "test_servers": 160,  # iris-ui twice (+60 s)
     "test_pipeline": 75,
+    "test_datasets": 80,  # Wine, Digits and a CSV end to end, in-process
     "test_browser": 70,
     "test_readme": 105,
 }

@@ -115,11 +115,9 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-def dagster_webserver(log_dir: Path, port: int) -> Service:
-    """dagster-webserver for workspace.yaml on 127.0.0.1:port, once it answers."""
-    webserver = Service(
-        "webserver", ["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], log_dir
-    )
+def dagster_webserver(log_dir: Path, port: int, target: tuple[str, ...] = ("-w", "workspace.yaml")) -> Service:
+    """dagster-webserver for ``target`` (workspace.yaml of the repository root) on 127.0.0.1:port, once it answers."""
+    webserver = Service("webserver", ["dagster-webserver", *target, "-h", "127.0.0.1", "-p", str(port)], log_dir)
     _started(webserver, f"http://127.0.0.1:{port}/server_info")
     return webserver
 

@@ -1,7 +1,7 @@
 """Data assets: the Iris table (original task "ingestao_dados") and its train/test split ("split")."""
 
 from collections.abc import Iterator
-from typing import Optional
+from typing import Any, Optional
 
 import dagster as dg
 from pydantic import Field
@@ -66,40 +66,64 @@ def splits(
 
     The labels are the species names: models learn, predict and are served with names.
     """
+    splits, metadata = split_and_log(
+        raw_data.frame, FEATURES, "species", raw_data.class_names, config, raw_data.source, "iris", mlflow
+    )
+    return dg.Output(splits, metadata={**metadata, **mlflow.link(context)})
+
+
+def split_and_log(
+    frame: Any,
+    features: list[str],
+    label: str,
+    class_names: list[str],
+    config: SplitConfig,
+    source: str,
+    dataset: str,
+    mlflow: MlflowRun,
+) -> tuple[Splits, dict]:
+    """The stratified split of a table (Iris's or any dataset's), its params and both sides logged as MLflow
+    datasets ``<dataset>_train`` / ``<dataset>_test``; the splits and their materialisation metadata."""
     from mlflow import log_params
     from sklearn.model_selection import train_test_split
 
-    frame = raw_data.frame
-    _check_split_sizes(len(frame), frame["species"].nunique(), config.test_size)
+    _check_split_sizes(len(frame), frame[label].nunique(), config.test_size)
     X_train, X_test, y_train, y_test = train_test_split(
-        frame[FEATURES],
-        frame["species"],
+        frame[features],
+        frame[label],
         test_size=config.test_size,
         random_state=config.random_state,
-        stratify=frame["species"],
+        stratify=frame[label],
     )
     # MLflow's own fluent call, as the seed's tasks wrote it: inside a step it logs into the bound run
     # (tracking/fluent.py), on every executor; the other calls here name their run through the resource.
     log_params({"test_size": config.test_size, "split_random_state": config.random_state, "stratified": True})
     digests = {
         context: mlflow.log_dataset(
-            X.assign(species=y), name=f"iris_{part}", context=context, source=raw_data.source, targets="species"
+            X.assign(**{label: y}), name=f"{dataset}_{part}", context=context, source=source, targets=label
         )
         for part, context, X, y in (
             ("train", "training", X_train, y_train),
             ("test", "evaluation", X_test, y_test),
         )
     }
-    return dg.Output(
-        Splits(X_train, X_test, y_train, y_test, raw_data.class_names, evaluation_digest=digests["evaluation"]),
-        metadata={
-            "train_rows": len(X_train),
-            "test_rows": len(X_test),
-            "train_digest": digests["training"],
-            "test_digest": digests["evaluation"],
-            **mlflow.link(context),
-        },
+    splits = Splits(
+        X_train,
+        X_test,
+        y_train,
+        y_test,
+        list(class_names),
+        evaluation_digest=digests["evaluation"],
+        label=label,
+        dataset=dataset,
     )
+    metadata = {
+        "train_rows": len(X_train),
+        "test_rows": len(X_test),
+        "train_digest": digests["training"],
+        "test_digest": digests["evaluation"],
+    }
+    return splits, metadata
 
 
 def _check_split_sizes(rows: int, species: int, test_size: float) -> None:
@@ -111,5 +135,5 @@ def _check_split_sizes(rows: int, species: int, test_size: float) -> None:
     if test_rows < species or train_rows < species:
         raise IrisDataError(
             f"splits: test_size={test_size} splits {rows} rows into {train_rows} for training and {test_rows} for "
-            f"testing; a stratified split needs at least {species} (one per species) on each side"
+            f"testing; a stratified split needs at least {species} (one per class) on each side"
         )

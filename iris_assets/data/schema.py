@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPECIES = ["setosa", "versicolor", "virginica"]
 CSV_COLUMNS = [*FEATURES, "species"]
-# A stratified 80/20 split needs each species on both sides: with at least 5 rows of
-# each, both sides get a row of every species present.
-MIN_ROWS_PER_SPECIES = 5
+# A stratified 80/20 split needs each class on both sides: with at least 5 rows of
+# each, both sides get a row of every class present (Iris's species, any dataset's class).
+MIN_ROWS_PER_CLASS = 5
+MIN_ROWS_PER_SPECIES = MIN_ROWS_PER_CLASS
 FLOAT32_MAX = 3.4028234663852886e38
 
 
@@ -51,6 +52,12 @@ class Splits:
     y_test: "pd.Series"
     class_names: list[str]
     evaluation_digest: str = ""  # MLflow's digest of the test split (X_test with y_test)
+    label: str = "species"  # the label column's name: what every client calls the prediction
+    dataset: str = "iris"  # the dataset definition's name (datasets/<name>.yaml); models carry it
+
+    @property
+    def features(self) -> list[str]:
+        return [str(column) for column in self.X_train.columns]
 
 
 def load_bundled_iris() -> IrisTable:
@@ -63,7 +70,7 @@ def load_bundled_iris() -> IrisTable:
     return IrisTable(frame=frame, source="sklearn.datasets.load_iris")
 
 
-def read_bounded(path: str, limit: int, follow_links: bool = True) -> bytes:
+def read_bounded(path: str, limit: int, follow_links: bool = True, what: str = "an Iris CSV") -> bytes:
     """The bytes of the regular file ``path``, if it holds at most ``limit`` bytes.
 
     Read once, from one open file (what was checked is what was read): never a FIFO
@@ -87,7 +94,7 @@ def read_bounded(path: str, limit: int, follow_links: bool = True) -> bytes:
             raise IrisDataError(f"{path}: is not a regular file (a directory, FIFO or device); give a CSV file")
         if status.st_size > limit:
             raise IrisDataError(
-                f"{path}: is {status.st_size:,} bytes; an Iris CSV may hold at most {limit:,} bytes ($IRIS_MAX_CSV_BYTES)"
+                f"{path}: is {status.st_size:,} bytes; {what} may hold at most {limit:,} bytes ($IRIS_MAX_CSV_BYTES)"
             )
         with os.fdopen(descriptor, "rb", closefd=False) as file:
             data = file.read(limit + 1)

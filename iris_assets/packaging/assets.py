@@ -56,8 +56,15 @@ def package_and_log(
     (the file, and MLflow's onnx flavour with signature and input example); the ONNX bytes,
     the parity check's result and the materialisation metadata. Raises OnnxParityError
     (after recording the failed check) when parity does not hold."""
-    onnx_bytes = to_onnx(model, splits.X_test.shape[1])
-    trees, artifact = ensemble_size(model), onnx_artifact(family_of(model).name)
+    onnx_bytes = to_onnx(
+        model,
+        splits.X_test.shape[1],
+        features=splits.features,
+        label=splits.label,
+        dataset=splits.dataset,
+        class_order=splits.class_names,
+    )
+    trees, artifact = ensemble_size(model), onnx_artifact(family_of(model).name, splits.dataset)
     tolerance = parity_tolerance(parity_atol, trees)
     label_mismatches, max_difference = parity(model, onnx_bytes, splits.X_test, tolerance)
     checked = parity_result(label_mismatches, max_difference, tolerance, mlflow)
@@ -78,7 +85,7 @@ def package_and_log(
     example = splits.X_test.head(5)
     answer = OnnxClassifier(onnx_bytes).run(example.to_numpy(np.float32))
     output = pd.DataFrame(
-        {"species": answer.labels, **dict(zip(answer.class_names, answer.probabilities.T, strict=True))}
+        {splits.label: answer.labels, **dict(zip(answer.class_names, answer.probabilities.T, strict=True))}
     )
     mlflow.log_model(
         mlflow_onnx,

@@ -9,12 +9,18 @@ import dagster as dg
 
 from iris_assets.tracking import MlflowRun
 
-PARITY = dg.AssetCheckSpec(
-    "parity",
-    asset="onnx_model",
-    description="onnxruntime and scikit-learn give the same labels, and probabilities within the "
-    "tolerance parity_atol sets for the model's number of trees, on the test split.",
-)
+
+def parity_spec(asset_key: "str | dg.AssetKey" = "onnx_model") -> dg.AssetCheckSpec:
+    """The parity check on ``asset_key``: Iris's ``onnx_model``, or a dataset's ``<name>/onnx_model``."""
+    return dg.AssetCheckSpec(
+        "parity",
+        asset=asset_key,
+        description="onnxruntime and scikit-learn give the same labels, and probabilities within the "
+        "tolerance parity_atol sets for the model's number of trees, on the test split.",
+    )
+
+
+PARITY = parity_spec()
 
 
 def parity_result(

@@ -9,27 +9,43 @@ reader maps probabilities to species by the model's own class names.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional, Sequence
 
-from iris_assets.data.schema import SPECIES
+from iris_assets.data.schema import FEATURES, SPECIES
 
 ONNX_FOLDER = "onnx_model"  # a run's ONNX file is the one .onnx file in this artifact folder
 ONNX_LOGGED_MODEL = "onnx"  # the same model through MLflow's onnx flavour (registry, pyfunc)
 INPUT_NAME = "X"
-LABEL_OUTPUT = "species"
+LABEL_OUTPUT = "species"  # Iris's label output; another dataset's is its label column (metadata LABEL_KEY)
+# What the ONNX file says of itself (its metadata_props), so a client reading the file alone
+# knows the dataset, the input columns in order and the label's name. Models packaged before
+# datasets existed carry none of them: they are Iris's (FEATURES, "species").
+DATASET_KEY, FEATURES_KEY, LABEL_KEY = "dataset", "features", "label"
 # Largest allowed difference between ONNX (float32) and scikit-learn (float64) class
 # probabilities, per 100 trees; the asset's config default. See ``parity_tolerance``.
 DEFAULT_PARITY_ATOL = 1e-5
 
 
-def onnx_artifact(family: str) -> str:
+def onnx_artifact(family: str, dataset: str = "iris") -> str:
     """Where a run's ONNX file is: ``onnx_model/iris_random_forest.onnx`` for the forest, where the
-    original pipeline put it, and ``onnx_model/iris_<family>.onnx`` for every other family."""
-    return f"{ONNX_FOLDER}/iris_{family}.onnx"
+    original pipeline put it, and ``onnx_model/<dataset>_<family>.onnx`` for every other family or dataset."""
+    return f"{ONNX_FOLDER}/{dataset}_{family}.onnx"
 
 
-def to_onnx(model: Any, n_features: int) -> bytes:
-    """Convert a fitted classifier (an estimator, or a Pipeline ending in one) to the ONNX model described above."""
+def to_onnx(
+    model: Any,
+    n_features: int,
+    *,
+    features: Optional[Sequence[str]] = None,
+    label: str = LABEL_OUTPUT,
+    dataset: Optional[str] = None,
+    class_order: Optional[Sequence[str]] = None,
+) -> bytes:
+    """Convert a fitted classifier (an estimator, or a Pipeline ending in one) to the ONNX model described above.
+
+    With ``features`` and ``dataset``, the file records them and ``label`` in its metadata_props; with
+    ``class_order``, the probability outputs follow it (the dataset's documented order, not scikit-learn's
+    text order of its ``classes_``), so every client lists classes in the same order."""
     import warnings
 
     import numpy as np
@@ -50,13 +66,54 @@ def to_onnx(model: Any, n_features: int) -> bytes:
     # skl2onnx names the label output "output_label" and each class column "s<name>"
     # ("i<number>" for integer labels); give them the names readers look for.
     prefix = "s" if isinstance(model.classes_[0], str) else "i"
-    renamed = {"output_label": LABEL_OUTPUT, **{f"{prefix}{c}": str(c) for c in model.classes_}}
+    renamed = {"output_label": label, **{f"{prefix}{c}": str(c) for c in model.classes_}}
     graph = onnx_model.graph
+    _move_aside(graph, set(renamed.values()) - set(renamed))
     for node in graph.node:
         node.output[:] = [renamed.get(name, name) for name in node.output]
     for value in [*graph.output, *graph.value_info]:
         value.name = renamed.get(value.name, value.name)
+    if class_order is not None:
+        wanted = [label, *map(str, class_order)]
+        by_name = {output.name: output for output in graph.output}
+        if sorted(wanted) == sorted(by_name):
+            ordered = []
+            for name in wanted:
+                copy = type(by_name[name])()
+                copy.CopyFrom(by_name[name])
+                ordered.append(copy)
+            del graph.output[:]
+            graph.output.extend(ordered)
+    if features is not None and dataset is not None:
+        import json
+
+        for key, value in ((DATASET_KEY, dataset), (FEATURES_KEY, json.dumps(list(features))), (LABEL_KEY, label)):
+            entry = onnx_model.metadata_props.add()
+            entry.key, entry.value = key, value
     return onnx_model.SerializeToString()
+
+
+def _move_aside(graph: Any, wanted: set[str]) -> None:
+    """Rename the converter's own intermediate names that the outputs are about to take.
+
+    skl2onnx names some intermediates ``label``, ``probabilities``...; a dataset whose label
+    column (or a class) has such a name would otherwise define it twice (an invalid model)."""
+    used = {name for node in graph.node for name in [*node.input, *node.output]}
+    used |= {item.name for item in [*graph.initializer, *graph.input, *graph.value_info]}
+    clashes = wanted & used
+    if not clashes:
+        return
+    aside = {}
+    for name in sorted(clashes):
+        new = f"{name}_internal"
+        while new in used:
+            new += "_"
+        aside[name] = new
+    for node in graph.node:
+        node.input[:] = [aside.get(name, name) for name in node.input]
+        node.output[:] = [aside.get(name, name) for name in node.output]
+    for item in [*graph.initializer, *graph.input, *graph.value_info]:
+        item.name = aside.get(item.name, item.name)
 
 
 def onnx_requirements() -> list[str]:
@@ -84,15 +141,22 @@ class OnnxClassifier:
     """An ONNX model of this project with its own class list; one onnxruntime session, reused."""
 
     def __init__(self, onnx_bytes: bytes):
+        import json
+
         self.session = onnx_session(onnx_bytes)
+        described = self.session.get_modelmeta().custom_metadata_map
+        # A model without metadata is Iris's (packaged before datasets existed).
+        self.dataset: str = described.get(DATASET_KEY, "iris")
+        self.features: list[str] = json.loads(described[FEATURES_KEY]) if FEATURES_KEY in described else list(FEATURES)
+        self.label: str = described.get(LABEL_KEY, LABEL_OUTPUT)
         outputs = [output.name for output in self.session.get_outputs()]
         # This project's models name one output per class; earlier versions' models
         # output a probability matrix whose columns follow the classifier's labels.
-        self._legacy = LABEL_OUTPUT not in outputs
-        self.class_names = _class_names(onnx_bytes) if self._legacy else [n for n in outputs if n != LABEL_OUTPUT]
+        self._legacy = self.label not in outputs
+        self.class_names = _class_names(onnx_bytes) if self._legacy else [n for n in outputs if n != self.label]
         # Looked up once: a single-row prediction takes microseconds, and these lookups cost as much.
         self._input_name = self.session.get_inputs()[0].name
-        self._outputs = ["label", "probabilities"] if self._legacy else [LABEL_OUTPUT, *self.class_names]
+        self._outputs = ["label", "probabilities"] if self._legacy else [self.label, *self.class_names]
 
     def run(self, features: Any) -> OnnxOutputs:
         """Predict float32 ``features`` (rows of the four measurements); probabilities by class name.

@@ -67,8 +67,13 @@ def register_and_promote(
 
     The model is the bound run's logged ``model``, or ``model_uri`` of ``source_run_id``
     (a sweep's best trial, registered from the sweep's parent run)."""
+    import dataclasses
+    import json
+
     import mlflow.sklearn as mlflow_sklearn
 
+    # The candidate must predict every class of its own dataset (Iris: the species).
+    rule = dataclasses.replace(rule, classes=tuple(splits.class_names))
     source_run_id = source_run_id or mlflow.run_id
     family = family_of(model)
     version = register_model(
@@ -78,11 +83,13 @@ def register_and_promote(
             "accuracy": scores["accuracy"],
             "f1_score": scores["f1_score"],
             FAMILY: family.name,
-            "onnx_artifact_uri": f"runs:/{source_run_id}/{onnx_artifact(family.name)}",
+            "onnx_artifact_uri": f"runs:/{source_run_id}/{onnx_artifact(family.name, splits.dataset)}",
+            "features": json.dumps(splits.features),
             **tags,
         },
         model_uri=model_uri,
         run_id=source_run_id,
+        dataset=splits.dataset,
     )
     decision = promote(
         mlflow.client,

@@ -40,13 +40,15 @@ class PromotionRule:
     tie_breaker: Metric = "f1_score"
     min_improvement: float = 0.0  # the margin by which ``metric`` must beat the champion's
     min_evaluation_rows: int = 30
+    # The dataset's classes, which a candidate must predict and its evaluation split hold (Iris's species by default).
+    classes: tuple[str, ...] = tuple(SPECIES)
 
     def __str__(self) -> str:
         margin = f" + {self.min_improvement}" if self.min_improvement else ""
         return (
             f"higher {self.metric} than the champion's{margin} on the candidate's evaluation split "
             f"(equal: higher {self.tie_breaker}; fully equal: the champion stays); at least "
-            f"{self.min_evaluation_rows} evaluation rows and all of {SPECIES}"
+            f"{self.min_evaluation_rows} evaluation rows and all of {list(self.classes)}"
         )
 
 
@@ -85,12 +87,12 @@ class Decision:
 
 def eligibility_problem(rule: PromotionRule, classes: Sequence[Any], evaluation: Evaluation) -> Optional[str]:
     """Why a candidate may not be promoted whatever it scores, or None."""
-    missing = [s for s in SPECIES if s not in set(map(str, classes))]
+    missing = [s for s in rule.classes if s not in set(map(str, classes))]
     if missing:
         return f"the model does not predict {missing} (it knows {sorted(map(str, classes))})"
     if evaluation.rows < rule.min_evaluation_rows:
         return f"evaluated on {evaluation.rows} rows, fewer than min_evaluation_rows={rule.min_evaluation_rows}"
-    absent = [s for s in SPECIES if s not in set(evaluation.y)]
+    absent = [s for s in rule.classes if s not in set(evaluation.y)]
     if absent:
         return f"the evaluation split has no {absent} rows"
     return None

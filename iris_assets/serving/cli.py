@@ -17,7 +17,7 @@ import io
 import json
 import math
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 from iris_assets import settings
 from iris_assets.data.schema import FEATURES, FLOAT32_MAX
@@ -44,15 +44,29 @@ def read_input(source: str) -> str:
         raise PredictionError(f"input is not UTF-8 text (byte {error.start})") from None
 
 
-def parse_rows(text: str, fmt: str = "auto") -> list[list[float]]:
-    """Rows of the four measurements from CSV or JSON text, validated."""
+def parse_rows(
+    text: str, fmt: str = "auto", features: Sequence[str] = FEATURES, dataset: str = "iris"
+) -> list[list[float]]:
+    """Rows of the model's ``features`` (Iris's four measurements by default) from CSV or JSON text, validated."""
+    columns = Columns(list(features), dataset)
     if fmt == "auto":
         first = text.lstrip()[:1]
         fmt = "json" if first in ("[", "{") or (first == '"' and _is_json(text)) else "csv"
-    rows = _json_rows(text) if fmt == "json" else _csv_rows(text)
+    rows = _json_rows(text) if fmt == "json" else _csv_rows(text, columns)
     if not rows:
         raise PredictionError("no rows to predict")
-    return [_validated(row, number) for number, row in enumerate(rows, start=1)]
+    return [_validated(row, number, columns) for number, row in enumerate(rows, start=1)]
+
+
+class Columns(NamedTuple):
+    """What the model reads: its dataset's feature columns, in order."""
+
+    features: list[str]
+    dataset: str
+
+    def shown(self) -> str:
+        named = self.features if len(self.features) <= 8 else [*self.features[:8], f"... {len(self.features)} in all"]
+        return f"{named} (dataset {self.dataset!r})"
 
 
 def _is_json(text: str) -> bool:
@@ -63,15 +77,17 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _csv_rows(text: str) -> list[Any]:
+def _csv_rows(text: str, columns: Columns) -> list[Any]:
     try:
         rows = [row for row in csv.reader(io.StringIO(text)) if row]
     except csv.Error as error:  # e.g. a field over the csv module's 128 KiB limit
         raise PredictionError(f"input is not valid CSV ({error})") from None
     if rows and not _is_number(rows[0][0]):
         header = [cell.strip() for cell in rows[0]]
-        if sorted(header) != sorted(FEATURES):
-            raise PredictionError(f"CSV header {header} must name exactly the columns {FEATURES}")
+        if sorted(header) != sorted(columns.features):
+            # Iris's columns given to another dataset's model: say whose they are.
+            whose = " (they are dataset 'iris''s)" if sorted(header) == sorted(FEATURES) else ""
+            raise PredictionError(f"CSV header {header}{whose} must name exactly the model's columns {columns.shown()}")
         return [dict(zip(header, row, strict=True)) if len(row) == len(header) else row for row in rows[1:]]
     return rows
 
@@ -88,16 +104,17 @@ def _json_rows(text: str) -> list[Any]:
     return data
 
 
-def _validated(row: Any, number: int) -> list[float]:
+def _validated(row: Any, number: int, columns: Columns) -> list[float]:
+    features = columns.features
     if isinstance(row, dict):
-        if sorted(row) != sorted(FEATURES):
-            raise PredictionError(f"row {number}: keys {sorted(row)} must be exactly {FEATURES}")
-        row = [row[name] for name in FEATURES]
-    if not isinstance(row, list) or len(row) != len(FEATURES):
+        if sorted(row) != sorted(features):
+            raise PredictionError(f"row {number}: keys {sorted(row)} must be exactly the model's {columns.shown()}")
+        row = [row[name] for name in features]
+    if not isinstance(row, list) or len(row) != len(features):
         count = len(row) if isinstance(row, list) else "not a list of"
-        raise PredictionError(f"row {number}: has {count} values, expected {len(FEATURES)} {FEATURES}")
+        raise PredictionError(f"row {number}: has {count} values, expected {len(features)} {columns.shown()}")
     values = []
-    for name, value in zip(FEATURES, row, strict=True):
+    for name, value in zip(features, row, strict=True):
         if value is None or (isinstance(value, str) and not value.strip()):
             raise PredictionError(f"row {number}: {name} is missing")
         shown = _shown(value)
@@ -125,16 +142,17 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else f"{text[:30]}... ({len(text):,} characters)"
 
 
-def format_predictions(predictions: Predictions, as_json: bool) -> str:
+def format_predictions(predictions: Predictions, as_json: bool, label: str = "species") -> str:
+    """CSV (or JSON) of each row's predicted class, under the model's ``label`` name, and its probabilities."""
     if as_json:
         return json.dumps(
             [
-                {"species": species, "probabilities": dict(zip(predictions.class_names, map(float, row), strict=True))}
+                {label: species, "probabilities": dict(zip(predictions.class_names, map(float, row), strict=True))}
                 for species, row in zip(predictions.species, predictions.probabilities, strict=True)
             ],
             indent=2,
         )
-    lines = [",".join(["species", *predictions.class_names])]
+    lines = [",".join([label, *predictions.class_names])]
     for species, row in zip(predictions.species, predictions.probabilities, strict=True):
         lines.append(",".join([species, *(f"{p:.4f}" for p in row)]))
     return "\n".join(lines)
@@ -157,10 +175,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("input", help="a CSV or JSON file of measurements, or - for standard input")
     args = parser.parse_args(argv)
     try:
-        rows = parse_rows(read_input(args.input), args.format)
+        text = read_input(args.input)
         model = args.model or f"models:/{settings.current().registered_model}@champion"
+        # The model first: its own file says which columns it reads (another dataset's model, others).
         predictor = IrisOnnxPredictor.load(model, args.tracking_uri)
-        print(format_predictions(predictor.predict(rows), args.json))
+        rows = parse_rows(text, args.format, predictor.features, predictor.dataset)
+        print(format_predictions(predictor.predict(rows), args.json, predictor.label))
     except (PredictionError, settings.SettingError) as error:
         print(f"iris-predict: error: {error}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from iris_assets import settings
-from iris_assets.data.schema import FEATURES
 from iris_assets.packaging.onnx import ONNX_FOLDER, OnnxClassifier, onnx_artifact
 from iris_assets.training.families import DEFAULT_FAMILY
 
@@ -38,6 +37,8 @@ class IrisOnnxPredictor:
             raise PredictionError(f"not a loadable ONNX model of this project ({error})") from None
         self._session = self._model.session
         self.class_names = self._model.class_names
+        # What the model says of itself (Iris's for a model packaged before datasets existed).
+        self.dataset, self.features, self.label = self._model.dataset, self._model.features, self._model.label
 
     @classmethod
     def load(cls, reference: str, tracking_uri: Optional[str] = None) -> "IrisOnnxPredictor":
@@ -45,9 +46,10 @@ class IrisOnnxPredictor:
 
     def predict(self, rows) -> Predictions:
         features = self._np.asarray(rows, dtype=self._np.float32)
-        if features.ndim != 2 or features.shape[1] != len(FEATURES):
+        if features.ndim != 2 or features.shape[1] != len(self.features):
             raise PredictionError(
-                f"expected rows of {len(FEATURES)} measurements {FEATURES}, got shape {features.shape}"
+                f"expected rows of the {len(self.features)} features of dataset {self.dataset!r}, got shape "
+                f"{features.shape}"
             )
         outputs = self._model.run(features)
         return Predictions(outputs.labels, outputs.class_names, outputs.probabilities)

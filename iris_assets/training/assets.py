@@ -156,8 +156,8 @@ def fit_and_log(config: ModelConfig, splits: Splits, mlflow: MlflowRun) -> tuple
         mlflow_sklearn,
         model,
         name="model",
-        # Fitted on species names, it answers names: in pyfunc and `mlflow models serve` too.
-        signature=infer_signature(input_example, pd.Series(model.predict(input_example), name="species")),
+        # Fitted on class names, it answers names: in pyfunc and `mlflow models serve` too.
+        signature=infer_signature(input_example, pd.Series(model.predict(input_example), name=splits.label)),
         input_example=input_example,
         serialization_format="skops",
         skops_trusted_types=list(family.skops_trusted_types),

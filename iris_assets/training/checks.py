@@ -17,13 +17,19 @@ from iris_assets.evaluation.scoring import scores
 from iris_assets.tracking import MlflowRun
 from iris_assets.training.model import Classifier
 
-QUALITY_GATE = dg.AssetCheckSpec(
-    "quality_gate",
-    asset="model",
-    blocking=True,
-    description="Quality gate: test accuracy at least min_accuracy. Blocking: a model that fails it is "
-    "never evaluated further nor packaged to ONNX.",
-)
+
+def quality_gate_spec(asset_key: "str | dg.AssetKey" = "model") -> dg.AssetCheckSpec:
+    """The gate on ``asset_key``: Iris's ``model``, or a dataset's ``<name>/model``."""
+    return dg.AssetCheckSpec(
+        "quality_gate",
+        asset=asset_key,
+        blocking=True,
+        description="Quality gate: test accuracy at least min_accuracy. Blocking: a model that fails it is "
+        "never evaluated further nor packaged to ONNX.",
+    )
+
+
+QUALITY_GATE = quality_gate_spec()
 
 
 def resolved_min_accuracy(configured: Optional[float]) -> float:

@@ -12,7 +12,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from iris_assets.data.schema import FEATURES, Splits
+from iris_assets.data.schema import Splits
 from iris_assets.training.families import Family, final_estimator
 
 PERMUTATION_REPEATS = 10  # shuffles per feature; the mean is logged
@@ -41,13 +41,14 @@ def feature_measure(family: Family, model: Any, splits: Splits) -> FeatureMeasur
     from iris_assets.plots import coefficients_png, feature_importance_png
 
     name = ARTIFACT_NAMES[family.importance]
+    features = splits.features
     estimator = final_estimator(model)
     if family.importance == "impurity":
-        importance = _by_size(dict(zip(FEATURES, (float(v) for v in estimator.feature_importances_), strict=True)))
+        importance = _by_size(dict(zip(features, (float(v) for v in estimator.feature_importances_), strict=True)))
         return FeatureMeasure(name, importance, feature_importance_png(importance))
     if family.importance == "coefficients":
         coefficients = {
-            str(species): dict(zip(FEATURES, (float(v) for v in row), strict=True))
+            str(species): dict(zip(features, (float(v) for v in row), strict=True))
             for species, row in zip(estimator.classes_, estimator.coef_, strict=True)
         }
         return FeatureMeasure(name, coefficients, coefficients_png(coefficients))
@@ -56,7 +57,7 @@ def feature_measure(family: Family, model: Any, splits: Splits) -> FeatureMeasur
     result = permutation_importance(
         model, splits.X_test, splits.y_test, n_repeats=PERMUTATION_REPEATS, random_state=PERMUTATION_SEED
     )
-    importance = _by_size(dict(zip(FEATURES, (float(v) for v in result.importances_mean), strict=True)))
+    importance = _by_size(dict(zip(features, (float(v) for v in result.importances_mean), strict=True)))
     return FeatureMeasure(
         name, importance, feature_importance_png(importance, "mean drop in test accuracy when shuffled")
     )
