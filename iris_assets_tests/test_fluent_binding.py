@@ -91,8 +91,10 @@ def test_fluent_calls_autolog_and_the_seed_s_style_land_in_the_one_bound_run(
     # autologging: the estimator's params, its training scores, its model
     assert params["max_iter"] == "300" and "training_accuracy_score" in metrics
     client = MlflowClient(tracking_uri)
+    # mlflow.sklearn.log_model called fluently, and autolog's model: logged models of the bound run
     models = client.search_logged_models(experiment_ids=[bound.info.experiment_id])
-    assert [m.source_run_id for m in models] == [bound.info.run_id]
+    assert {m.source_run_id for m in models} == {bound.info.run_id} and len(models) == 2
+    assert "fluent_model" in {m.name for m in models}
     artifacts = {a.path for a in client.list_artifacts(bound.info.run_id, "fluent")}
     assert {
         "fluent/dict.json",

@@ -73,6 +73,10 @@ def fluent_logging(context: dg.AssetExecutionContext, config: StepConfig) -> str
     import pandas as pd
 
     mlflow.log_input(mlflow.data.from_pandas(pd.DataFrame({"x": [1.0, 2.0]}), name="fluent_input"), context="training")
+    from sklearn.dummy import DummyClassifier
+
+    fitted = DummyClassifier().fit([[0.0], [1.0]], [0, 1])
+    mlflow.sklearn.log_model(fitted, name="fluent_model", serialization_format="cloudpickle")
     if config.fail:
         raise RuntimeError("fluent_logging fails on purpose, after logging")
     return active.info.run_id
