@@ -5,6 +5,7 @@ instance: one run per dataset, read back through MLflow's own API.
 """
 
 import json
+import shlex
 from pathlib import Path
 
 import dagster as dg
@@ -316,7 +317,7 @@ def test_wine_s_champion_is_served_by_mlflow_models_serve_with_its_class_names(i
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not p.startswith(str(BIN)))
     server = Service(
         "serve-wine",
-        ["/bin/bash", "-c", f"cd {REPO_ROOT} && {command}"],
+        ["/bin/bash", "-c", f"cd {shlex.quote(str(REPO_ROOT))} && {command}"],
         tmp_path,
         env={"PATH": path, "MLFLOW_TRACKING_URI": tracking_uri},
     )

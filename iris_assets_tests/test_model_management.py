@@ -143,6 +143,11 @@ def _default_test_split() -> Evaluation:
 def test_concurrent_promotions_are_decided_one_after_the_other(registry):
     """Two equal candidates that both beat the champion decide at the same moment, five times:
     the first takes champion, the second is compared with it (a tie) and is not promoted."""
+    import mlflow
+
+    # create_model_version looks a models:/m-... source up through MLflow's process-wide tracking URI
+    # (registration.register_model sets it the same way); it is not left over from another test.
+    mlflow.set_tracking_uri(registry["uri"])
     client = _client(registry)
     strong = _version_of(registry, registry["strong"].run_id)
     weak = _version_of(registry, registry["weak"].run_id)
