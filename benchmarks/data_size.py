@@ -10,9 +10,8 @@ table with the forest on one core (`n_jobs: 1`), against the default
 
 from pathlib import Path
 
-from benchmarks.harness import Row, Sample, Templates, interleave, run_timed
+from benchmarks.harness import Row, Templates, pipeline_runs
 from benchmarks.overhead import graph_command
-from iris_assets.runs.summary import reports_success
 
 SECTION = "8. Data size"
 
@@ -52,20 +51,7 @@ def run(templates: Templates, repetitions: int, rows: int, work_dir: Path) -> li
         config = work_dir / f"{name}.yaml"
         config.write_text(text)
         commands[name] = graph_command(config)
-    memory = {name: Sample(name, unit="MiB") for name in commands}
-
-    def measure(name: str):
-        def once() -> float:
-            folder, env = templates.fresh()
-            timed = run_timed(commands[name], folder, env)
-            if not reports_success(timed.stdout):
-                raise RuntimeError(f"{name}: no FINISHED summary\n{timed.stdout[-4000:]}")
-            memory[name].values.append(timed.peak_rss / 2**20)
-            return timed.seconds
-
-        return once
-
-    samples = interleave(repetitions, {name: measure(name) for name in commands})
+    samples, memory = pipeline_runs(templates, commands, repetitions)
     return [
         Row(
             SECTION,

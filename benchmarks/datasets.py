@@ -11,9 +11,8 @@ Not in the default sections (the CI smoke test): ``python -m benchmarks --only d
 
 from pathlib import Path
 
-from benchmarks.harness import BIN, Row, Sample, Templates, interleave, run_timed
+from benchmarks.harness import BIN, Row, Templates, pipeline_runs
 from benchmarks.overhead import graph_command
-from iris_assets.runs.summary import reports_success
 
 SECTION = "10. Datasets"
 FEATURES = 20
@@ -64,20 +63,7 @@ def run(templates: Templates, repetitions: int, rows: int, work_dir: Path) -> li
         ],
     }
     limit = str(2 * table.stat().st_size)  # the generated file is far above the 64 MiB default
-    memory = {name: Sample(name, unit="MiB") for name in commands}
-
-    def measure(name: str):
-        def once() -> float:
-            folder, env = templates.fresh()
-            timed = run_timed(commands[name], folder, {**env, "IRIS_MAX_CSV_BYTES": limit}, timeout=1800)
-            if not reports_success(timed.stdout):
-                raise RuntimeError(f"{name}: no FINISHED summary\n{timed.stdout[-4000:]}")
-            memory[name].values.append(timed.peak_rss / 2**20)
-            return timed.seconds
-
-        return once
-
-    samples = interleave(repetitions, {name: measure(name) for name in commands})
+    samples, memory = pipeline_runs(templates, commands, repetitions, {"IRIS_MAX_CSV_BYTES": limit}, timeout=1800)
     what = {
         "wine": "Wine (178 rows × 13, forest)",
         "digits": "Digits (1,797 rows × 64, forest)",

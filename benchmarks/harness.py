@@ -151,6 +151,33 @@ def run_timed(
     return Timed(seconds, peak, output)
 
 
+def pipeline_runs(
+    templates: "Templates",
+    commands: dict[str, list[str]],
+    repetitions: int,
+    extra_env: Optional[dict[str, str]] = None,
+    timeout: float = 600,
+) -> tuple[dict[str, Sample], dict[str, Sample]]:
+    """Each command run ``repetitions`` times, interleaved, each time in a fresh process on fresh stores, and
+    required to end with a FINISHED summary: its wall times and its process tree's peak RSS (MiB), by name."""
+    from iris_assets.runs.summary import reports_success
+
+    memory = {name: Sample(name, unit="MiB") for name in commands}
+
+    def measure(name: str) -> Callable[[], float]:
+        def once() -> float:
+            folder, env = templates.fresh()
+            timed = run_timed(commands[name], folder, {**env, **(extra_env or {})}, timeout=timeout)
+            if not reports_success(timed.stdout):
+                raise RuntimeError(f"{name}: no FINISHED summary\n{timed.stdout[-4000:]}")
+            memory[name].values.append(timed.peak_rss / 2**20)
+            return timed.seconds
+
+        return once
+
+    return interleave(repetitions, {name: measure(name) for name in commands}), memory
+
+
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "IRIS_", "DAGSTER_"))}
     return {**env, **BENCH_ENV, **extra}

@@ -20,10 +20,9 @@ from iris_assets.data.schema import Splits
 from iris_assets.datasets.definition import DatasetDefinition
 from iris_assets.datasets.table import DatasetTable, load_table
 from iris_assets.evaluation.assets import evaluate_and_log
-from iris_assets.packaging.assets import OnnxConfig, OnnxParityError, package_and_log
+from iris_assets.packaging.assets import OnnxConfig, onnx_model_events
 from iris_assets.packaging.checks import parity_spec
-from iris_assets.packaging.onnx import ONNX_LOGGED_MODEL
-from iris_assets.registry.assets import REGISTRY_POOL, RegistryConfig, register_and_promote
+from iris_assets.registry.assets import REGISTRY_POOL, RegistryConfig, registered_model_result
 from iris_assets.tracking import MlflowRun
 from iris_assets.training.assets import ModelConfig, fit_and_log
 from iris_assets.training.checks import quality_gate_result, quality_gate_spec, resolved_min_accuracy
@@ -133,13 +132,7 @@ def dataset_assets(definition: DatasetDefinition) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, config: OnnxConfig, model: Classifier, splits: Splits, mlflow: MlflowRun
     ) -> Iterator:
         """The model as ONNX (its dataset, features and label in the file), checked for parity on the test split."""
-        try:
-            onnx_bytes, checked, metadata = package_and_log(model, splits, config.parity_atol, mlflow)
-        except OnnxParityError as error:
-            yield error.check
-            raise
-        yield dg.Output(onnx_bytes, metadata={**metadata, **mlflow.link(context)})
-        yield checked
+        yield from onnx_model_events(context, config, model, splits, mlflow)
 
     @dg.asset(
         key=key["registered_model"],
@@ -163,16 +156,7 @@ def dataset_assets(definition: DatasetDefinition) -> list[dg.AssetsDefinition]:
         splits: Splits,
         mlflow: MlflowRun,
     ) -> dg.MaterializeResult:
-        metadata = register_and_promote(
-            mlflow,
-            config.registered_model or definition.registered_model,
-            config.rule(),
-            metrics,
-            model,
-            splits,
-            tags={"dagster_run_id": context.run.run_id, "onnx_model_uri": mlflow.logged_model_uri(ONNX_LOGGED_MODEL)},
-        )
-        return dg.MaterializeResult(metadata={**metadata, **mlflow.link(context)})
+        return registered_model_result(context, config, definition.registered_model, metrics, model, splits, mlflow)
 
     return [raw_data, splits, model, metrics, onnx_model, registered_model]
 

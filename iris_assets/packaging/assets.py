@@ -111,6 +111,13 @@ def onnx_model(
     context: dg.AssetExecutionContext, config: OnnxConfig, model: Classifier, splits: Splits, mlflow: MlflowRun
 ) -> Iterator:
     """The model converted with skl2onnx, verified with onnxruntime on the test split (its parity check)."""
+    yield from onnx_model_events(context, config, model, splits, mlflow)
+
+
+def onnx_model_events(
+    context: dg.AssetExecutionContext, config: OnnxConfig, model: Classifier, splits: Splits, mlflow: MlflowRun
+) -> Iterator:
+    """What an ``onnx_model`` asset yields (Iris's, and each dataset's): the ONNX bytes and the parity check."""
     try:
         onnx_bytes, checked, metadata = package_and_log(model, splits, config.parity_atol, mlflow)
     except OnnxParityError as error:

@@ -144,9 +144,23 @@ def registered_model(
     mlflow: MlflowRun,
 ) -> dg.MaterializeResult:
     """A new version of the registered model; `champion` moves to it if it beats the champion on the same data."""
+    return registered_model_result(context, config, settings.current().registered_model, metrics, model, splits, mlflow)
+
+
+def registered_model_result(
+    context: dg.AssetExecutionContext,
+    config: RegistryConfig,
+    default_name: str,
+    metrics: dict,
+    model: Classifier,
+    splits: Splits,
+    mlflow: MlflowRun,
+) -> dg.MaterializeResult:
+    """What a ``registered_model`` asset returns (Iris's, and each dataset's): the registry decision, to
+    ``config.registered_model`` else ``default_name``."""
     metadata = register_and_promote(
         mlflow,
-        config.registered_model or settings.current().registered_model,
+        config.registered_model or default_name,
         config.rule(),
         metrics,
         model,
