@@ -15,6 +15,9 @@ Two validations refuse run config, and both are turned into that line here:
   one only when an asset logs), and the run is not retried (``dagster/max_retries: 0``):
   the same config fails the same way twice. This covers the Launchpad, schedules,
   sensors, sweeps' trials and ``dg.execute_job``.
+* in the ``mlflow`` resource's set-up, for a run started from a JobDefinition in this process
+  (``execute_in_process``, ``dg.materialize``), where Dagster's own executor replaces the job's:
+  ``ConfigRefused`` is raised with the line, before the first step, no MLflow run;
 * in a terminal command (``dg launch -c``, ``dagster job execute -c``, ``dagster asset
   materialize -c``), when the code location is imported: the command prints the line
   and exits 2 before a run exists. Dagster's own config errors that still escape such a
@@ -47,8 +50,9 @@ _SCALARS = {"Int": "an integer", "Float": "a number", "String": "a string", "Boo
 _EXPECTED_SHAPE = re.compile(r'\s*Expected: ".*$', re.S)
 
 
-class ConfigRefused(ValueError):
-    """A run config refused before the run's first step; its message is the one line."""
+class ConfigRefused(dg.DagsterError, ValueError):
+    """A run config refused before the run's first step; its message is the one line. A DagsterError,
+    so Dagster raises it as it is from a resource's set-up (``refuse_in_process_run``), unwrapped."""
 
 
 # -- pydantic: a step's dg.Config ----------------------------------------------------------------
@@ -212,6 +216,36 @@ def refuse_before_the_first_step(plan_context: Any, execution_plan: Any) -> None
         return
     plan_context.instance.add_run_tags(run.run_id, {MAX_RETRIES_TAG: "0"})
     raise ConfigRefused(line)
+
+
+# Each project pipeline's Definitions, by its job's name: what a run without a job origin is checked against.
+_DEFINITIONS: dict[str, dg.Definitions] = {}
+
+
+def remember_definitions(pipeline_job: str, definitions: dg.Definitions) -> dg.Definitions:
+    """Record the Definitions holding ``pipeline_job`` (Iris's, a dataset's), for ``refuse_in_process_run``."""
+    _DEFINITIONS[pipeline_job] = definitions
+    return definitions
+
+
+def refuse_in_process_run(context: dg.InitResourceContext, pipeline_job: str) -> None:
+    """In the ``mlflow`` resource's set-up, before any step of a run started from a JobDefinition in this
+    process (``execute_in_process``, ``dg.materialize``: no job origin; Dagster swaps in its own executor,
+    so ``refuse_before_the_first_step`` does not run): raise ConfigRefused naming the first refused value.
+    Dagster runs resource set-up before the first step and raises a DagsterError from it as it is."""
+    run = context.run
+    if run is None or run.job_code_origin is not None or not (run.run_config or {}).get("ops"):
+        return
+    definitions = _DEFINITIONS.get(pipeline_job)
+    if definitions is None:
+        return
+    try:
+        job = definitions.resolve_job_def(run.job_name)
+    except Exception:  # dg.materialize's ephemeral job: the location's assets, all in its global asset job
+        job = definitions.resolve_implicit_global_asset_job_def()
+    line = refusal(job, run.run_config)
+    if line is not None:
+        raise ConfigRefused(line)
 
 
 # -- terminal commands ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from iris_assets.location import load
 
 def _definitions() -> dg.Definitions:
     # Imported here, after the refusals below: a bad setting raises while these modules load.
+    from iris_assets import config_errors
     from iris_assets.automation.jobs import iris_pipeline
     from iris_assets.automation.schedules import iris_retraining
     from iris_assets.automation.sensors import new_iris_data
@@ -30,7 +31,7 @@ def _definitions() -> dg.Definitions:
     from iris_assets.tuning.jobs import iris_sweep, iris_trial
     from iris_assets.tuning.sensors import launch_sweep_trials
 
-    return dg.Definitions(
+    definitions = dg.Definitions(
         assets=dg.load_assets_from_modules(
             [data_assets, training_assets, evaluation_assets, packaging_assets, registry_assets]
         ),
@@ -48,6 +49,7 @@ def _definitions() -> dg.Definitions:
         executor=iris_executor,
         loggers={"console": compact_console},
     )
+    return config_errors.remember_definitions(iris_pipeline.name, definitions)
 
 
 defs = load(_definitions)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from iris_assets import groups, settings
+import dagster as dg
+
+from iris_assets import config_errors, groups, settings
 from iris_assets.tracking import MlflowRun
 from iris_assets.tracking.config import Defaults, TrackingConfig, resolve
 
@@ -40,6 +42,16 @@ class IrisMlflowRun(MlflowRun):
     def defaults(self) -> Defaults:
         return project_defaults()
 
+    def pipeline(self) -> str:
+        """The job of this resource's whole pipeline (it names the Definitions its runs are checked against)."""
+        return groups.PIPELINE_JOB
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A run started from a JobDefinition in this process (execute_in_process) has no executor of ours:
+        # its refused config stops here, before its first step, as the executor stops it elsewhere.
+        config_errors.refuse_in_process_run(context, self.pipeline())
+        super().setup_for_execution(context)
+
 
 class DatasetMlflowRun(IrisMlflowRun):
     """The ``mlflow`` resource of a dataset's code location (``datasets/``): its experiment is set in
@@ -51,3 +63,6 @@ class DatasetMlflowRun(IrisMlflowRun):
         import dataclasses
 
         return dataclasses.replace(project_defaults(), asset_job_run_name=self.pipeline_job)
+
+    def pipeline(self) -> str:
+        return self.pipeline_job

@@ -405,3 +405,20 @@ def test_materialize_all_in_a_dataset_s_ui_is_one_run_and_across_locations_launc
             assert len(instance.get_runs()) == 1  # Wine's, above: nothing launched
     finally:
         webserver.stop()
+
+
+def test_a_refused_value_stops_a_dataset_run_started_from_its_definition(instance, tracking_uri):
+    """Wine's location, run with execute_in_process: the model's validation refuses before any step."""
+    from iris_assets.config_errors import ConfigRefused
+
+    definition = load_definition(definition_path("wine"))
+    job = locations.wine.resolve_job_def(definition.job_name)
+    run_config = {"ops": {op_name(definition, "model"): {"config": {"n_estimators": -3}}}}
+    with pytest.raises(ConfigRefused) as refused:
+        job.execute_in_process(run_config=run_config, instance=instance)
+    assert str(refused.value) == (
+        "wine__model: n_estimators=-3 is not allowed: expected an integer greater than 0 and at most 10000"
+    )
+    (run,) = instance.get_runs()
+    assert not [e for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.is_step_start]
+    assert _all_runs(tracking_uri) == []

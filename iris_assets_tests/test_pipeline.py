@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from iris_assets import defs, groups
+from iris_assets.config_errors import ConfigRefused
 from iris_assets.tracking.config import MODEL_TRAINING_VIEW
 from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG, JOB_NAME_TAG
 from iris_assets_tests.mlflow_checks import (
@@ -187,6 +188,28 @@ def test_a_refused_value_fails_a_python_run_before_its_first_step(case, instance
         assert error.cls_name == "ConfigRefused" and error.message.strip().endswith(line), error.message
         assert "\n" not in error.message.strip()
         assert instance.get_run_by_id(result.run_id).tags["dagster/max_retries"] == "0"
+    assert runs_of(tracking_uri) == []
+
+
+@pytest.mark.parametrize("start", ["execute_in_process", "materialize"])
+@pytest.mark.parametrize("case", ["n_estimators -3", "svm C -1", "learning_rate 0"])
+def test_a_refused_value_stops_a_run_started_from_a_definition_before_its_first_step(
+    case, start, instance, tracking_uri
+):
+    """`JobDefinition.execute_in_process` and `dg.materialize` swap in Dagster's own executor: the model's
+    validation refuses there in the `mlflow` resource's set-up, before any step, raising the one line."""
+    config, line = REFUSED_MODEL_CONFIGS[case]
+    run_config = {"ops": {"model": {"config": config}}}
+    with pytest.raises(ConfigRefused) as refused:
+        if start == "execute_in_process":
+            defs.resolve_job_def("iris_pipeline").execute_in_process(run_config=run_config, instance=instance)
+        else:
+            dg.materialize(list(defs.assets), run_config=run_config, instance=instance, resources=defs.resources)
+    assert str(refused.value) == line
+    (run,) = instance.get_runs()
+    kinds = {event.dagster_event.event_type for event in instance.all_logs(run.run_id) if event.dagster_event}
+    assert dg.DagsterEventType.STEP_START not in kinds and dg.DagsterEventType.STEP_FAILURE not in kinds
+    assert run.status == dg.DagsterRunStatus.FAILURE
     assert runs_of(tracking_uri) == []
 
 

@@ -163,6 +163,7 @@ def dataset_assets(definition: DatasetDefinition) -> list[dg.AssetsDefinition]:
 
 def dataset_definitions(definition: DatasetDefinition) -> dg.Definitions:
     """The code location of one dataset: its assets, its job, its MLflow experiment."""
+    from iris_assets import config_errors
     from iris_assets.console import compact_console
     from iris_assets.execution.executor import iris_executor
     from iris_assets.io_manager import RunScopedStorage
@@ -176,7 +177,7 @@ def dataset_definitions(definition: DatasetDefinition) -> dg.Definitions:
         description=f"The whole {definition.name} pipeline, one MLflow run in {definition.experiment!r}.",
         config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
-    return dg.Definitions(
+    definitions = dg.Definitions(
         assets=dataset_assets(definition),
         jobs=[job],
         sensors=[close_mlflow_run_on_failure, close_mlflow_run_on_cancel],
@@ -191,3 +192,4 @@ def dataset_definitions(definition: DatasetDefinition) -> dg.Definitions:
         executor=iris_executor,
         loggers={"console": compact_console},
     )
+    return config_errors.remember_definitions(definition.job_name, definitions)
