@@ -388,10 +388,13 @@ def test_materialize_all_in_a_dataset_s_ui_is_one_run_and_across_locations_launc
         (mlflow_run,) = runs_of(tracking_uri, "wine-classification")
         assert mlflow_run.info.status == "FINISHED" and mlflow_run.data.tags["dagster_run_id"] == run.run_id
         assert len(_all_runs(tracking_uri)) == 1  # and none in Iris's or another experiment
+        _assert_a_wine_sweep(port, tracking_uri)
     finally:
         for service in reversed(services):
             service.stop()
 
+    with dg.DagsterInstance.get() as instance:
+        launched = len(instance.get_runs())
     port = free_port()
     webserver = dagster_webserver(tmp_path, port, ("-w", "workspace.datasets.yaml"))
     try:
@@ -402,9 +405,44 @@ def test_materialize_all_in_a_dataset_s_ui_is_one_run_and_across_locations_launc
             "can only be materialized together if they are defined in the same code location"
         )
         with dg.DagsterInstance.get() as instance:
-            assert len(instance.get_runs()) == 1  # Wine's, above: nothing launched
+            assert len(instance.get_runs()) == launched  # Wine's, above: nothing more launched
     finally:
         webserver.stop()
+
+
+def _assert_a_wine_sweep(port: int, tracking_uri: str) -> None:
+    """`iris-sweep launch examples/wine_sweep.yaml --wait` under Wine's UI: Wine's sweep job, its trials as runs
+    of wine_trial, the parent run in wine-hyperparameter-tuning, the best trial a version of wine-classifier."""
+    import subprocess
+
+    from iris_assets.tuning.ops import SWEEP_PARENT_TAG, TRIAL_TAG
+    from iris_assets.tuning.space import load
+    from iris_harness.environment import BIN, REPO_ROOT
+
+    sweep_file = REPO_ROOT / "examples" / "wine_sweep.yaml"
+    done = subprocess.run(
+        [str(BIN / "iris-sweep"), "launch", str(sweep_file), "--wait", "--dagster-url", f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    keys = load(sweep_file).keys
+    assert f"trial {len(keys)}/{len(keys)} " in done.stdout and "best trial " in done.stdout, done.stdout
+    client = MlflowClient(tracking_uri)
+    tuning = runs_of(tracking_uri, "wine-hyperparameter-tuning")
+    (parent,) = [run for run in tuning if run.data.tags.get(SWEEP_PARENT_TAG) == "true"]
+    children = [run for run in tuning if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and sorted(c.data.tags[TRIAL_TAG] for c in children) == sorted(keys)
+    assert {c.info.status for c in children} == {"FINISHED"}
+    (version,) = client.search_model_versions(
+        f"name = 'wine-classifier' and tags.sweep_parent_run_id = '{parent.info.run_id}'"
+    )
+    assert version.tags["trial"] == parent.data.tags["best_trial"]
+    with dg.DagsterInstance.get() as instance:
+        trial_jobs = {instance.get_run_by_id(c.data.tags["dagster_run_id"]).job_name for c in children}
+    assert trial_jobs == {"wine_trial"}
+    # Nothing of Iris's: its experiments stay empty.
+    assert {e.name for e in client.search_experiments()} >= {"wine-classification", "wine-hyperparameter-tuning"}
+    assert client.get_experiment_by_name(DEFAULT_EXPERIMENT) is None
 
 
 def test_a_refused_value_stops_a_dataset_run_started_from_its_definition(instance, tracking_uri):

@@ -45,7 +45,11 @@ def test_a_random_search_is_reproducible_from_its_seed():
     [
         ([1, 2], "must be a mapping with `name` and `grid` or `random`"),
         ({"grid": {"n_estimators": [10]}, "random": {"samples": 1}}, "give exactly one of `grid` and `random`"),
-        ({"grid": {"n_estimators": [10]}, "extra": 1}, "unknown keys ['extra']; allowed: name, grid, random"),
+        ({"grid": {"n_estimators": [10]}, "extra": 1}, "unknown keys ['extra']; allowed: name, dataset, grid, random"),
+        (
+            {"dataset": "loans", "grid": {"n_estimators": [10]}},
+            "dataset 'loans' is not allowed: expected one of iris, digits, wine (a dataset is a definition in datasets/)",
+        ),
         ({"grid": {"learning_rate": [0.1]}}, "cannot tune ['learning_rate']; the model's hyperparameters are"),
         ({"grid": {"n_estimators": [0, 10]}}, "n_estimators=0: Input should be greater than 0"),
         ({"grid": {"max_depth": ["deep"]}}, "max_depth='deep'"),

@@ -7,6 +7,7 @@
     classes: [class_0, ...]        # optional: the classes, in this order (default: sorted)
     experiment: wine-classification    # optional (default: <name>-classification)
     registered_model: wine-classifier  # optional (default: <name>-classifier)
+    tuning_experiment: wine-hyperparameter-tuning  # optional: its sweeps (default: <name>-hyperparameter-tuning)
 
 A CSV path is relative to the definition's folder. What is checked of the table
 itself (before any training) is in ``datasets/table.py``; docs/datasets.md says both.
@@ -26,7 +27,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 # Iris is the project's own pipeline (assets raw_data ... registered_model, job iris_pipeline); a
 # definition of that name would share its tags and registry without its history.
 RESERVED_NAMES = ("iris",)
-KEYS = ("name", "source", "label", "features", "classes", "experiment", "registered_model")
+KEYS = ("name", "source", "label", "features", "classes", "experiment", "registered_model", "tuning_experiment")
 REQUIRED_KEYS = ("name", "source", "label")
 
 
@@ -43,6 +44,7 @@ class DatasetDefinition:
     classes: Optional[tuple[str, ...]] = None
     experiment: str = ""
     registered_model: str = ""
+    tuning_experiment: str = ""
     path: Optional[Path] = field(default=None, compare=False)  # the file it was read from
 
     @property
@@ -123,6 +125,7 @@ def definition_from_mapping(document: dict[str, Any], path: Path) -> DatasetDefi
         classes=classes,
         experiment=_text(document, "experiment", path, default=f"{name}-classification"),
         registered_model=_text(document, "registered_model", path, default=f"{name}-classifier"),
+        tuning_experiment=_text(document, "tuning_experiment", path, default=f"{name}-hyperparameter-tuning"),
         path=path,
     )
 

@@ -169,8 +169,13 @@ def dataset_definitions(definition: DatasetDefinition) -> dg.Definitions:
     from iris_assets.io_manager import RunScopedStorage
     from iris_assets.project_mlflow import DatasetMlflowRun
     from iris_assets.tracking import credentials_from_environment
+    from iris_assets.runs.sensors import close_dead_runs, close_orphaned_mlflow_runs
     from iris_assets.tracking.sensors import close_mlflow_run_on_cancel, close_mlflow_run_on_failure
+    from iris_assets.tuning.jobs import sweep_jobs
+    from iris_assets.tuning.sensors import trial_launcher
+    from iris_assets.tuning.target import dataset_target
 
+    target = dataset_target(definition)
     job = dg.define_asset_job(
         definition.job_name,
         selection=dg.AssetSelection.groups(definition.name),
@@ -179,8 +184,14 @@ def dataset_definitions(definition: DatasetDefinition) -> dg.Definitions:
     )
     definitions = dg.Definitions(
         assets=dataset_assets(definition),
-        jobs=[job],
-        sensors=[close_mlflow_run_on_failure, close_mlflow_run_on_cancel],
+        jobs=[job, *sweep_jobs(target)],
+        sensors=[
+            close_mlflow_run_on_failure,
+            close_mlflow_run_on_cancel,
+            close_orphaned_mlflow_runs,
+            close_dead_runs,
+            trial_launcher(target),
+        ],
         resources={
             "mlflow": DatasetMlflowRun(
                 experiment_name=definition.experiment,

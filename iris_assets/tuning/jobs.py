@@ -1,29 +1,37 @@
-"""The two jobs of a sweep: ``iris_sweep`` (one run per sweep: its parent MLflow run) and
-``iris_trial`` (one run per trial, a partition of ``iris_trials``: a child MLflow run)."""
+"""The two jobs of a sweep: ``<dataset>_sweep`` (one run per sweep: its parent MLflow run) and
+``<dataset>_trial`` (one run per trial, a partition of ``<dataset>_trials``: a child MLflow run).
+Iris's are ``iris_sweep`` and ``iris_trial``."""
 
 import dagster as dg
 
-from iris_assets.tuning.ops import TRIALS, best_trial, open_sweep, trial, wait_for_trials
-
-SWEEP_JOB = "iris_sweep"
-TRIAL_JOB = "iris_trial"
+from iris_assets.tuning.ops import sweep_ops
+from iris_assets.tuning.target import IRIS_TARGET, SweepTarget
 
 
-@dg.job(
-    name=SWEEP_JOB,
-    description="A hyperparameter sweep: give it a sweep (as a sweep file says it) under "
-    "ops.open_sweep.config; its trials run as runs of iris_trial; the best one is registered.",
-)
-def iris_sweep():
-    sweep = open_sweep()
-    best_trial(sweep, wait_for_trials(sweep))
+def sweep_jobs(target: SweepTarget) -> tuple[dg.JobDefinition, dg.JobDefinition]:
+    """``target``'s sweep job and trial job."""
+    ops = sweep_ops(target)
+
+    @dg.job(
+        name=target.sweep_job,
+        description=f"A hyperparameter sweep of {target.pipeline_job}: give it a sweep (as a sweep file says it) "
+        f"under ops.open_sweep.config; its trials run as runs of {target.trial_job}; the best one is registered.",
+    )
+    def sweep():
+        opened = ops.open_sweep()
+        ops.best_trial(opened, ops.wait_for_trials(opened))
+
+    @dg.job(
+        name=target.trial_job,
+        partitions_def=ops.trials,
+        description=f"One trial of a sweep (started by the sensor {target.trial_launcher}): the partition key is "
+        "its hyperparameters.",
+    )
+    def trial():
+        ops.trial()
+
+    return sweep, trial
 
 
-@dg.job(
-    name=TRIAL_JOB,
-    partitions_def=TRIALS,
-    description="One trial of a sweep (started by the sensor launch_sweep_trials): the partition key is its "
-    "hyperparameters.",
-)
-def iris_trial():
-    trial()
+iris_sweep, iris_trial = sweep_jobs(IRIS_TARGET)
+SWEEP_JOB, TRIAL_JOB = iris_sweep.name, iris_trial.name

@@ -26,9 +26,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from iris_assets import settings
-from iris_assets.tuning.jobs import SWEEP_JOB, TRIAL_JOB
-from iris_assets.tuning.ops import NO_SPLITS, SWEEP_TAG, open_sweep
+from iris_assets.datasets.definition import DatasetDefinitionError
+from iris_assets.tuning.ops import OPEN_SWEEP, SWEEP_TAG
 from iris_assets.tuning.space import SweepError, load
+from iris_assets.tuning.target import IRIS_TARGET, SweepTarget, target_of
 
 # The code location of workspace.yaml, of `dg dev` (pyproject.toml's code_location_name) and of the
 # compose deployment, as the UI names it. A webserver may still name it otherwise (a workspace of
@@ -47,7 +48,7 @@ mutation($executionParams: ExecutionParams!) {
 }
 """
 _SPLITS = """
-query { assetOrError(assetKey: {path: ["splits"]}) {
+query($path: [String!]!) { assetOrError(assetKey: {path: $path}) {
   __typename ... on Asset { assetMaterializations(limit: 1) { runId } } } }
 """
 _RUN = """
@@ -96,7 +97,8 @@ def _graphql(url: str, query: str, variables: dict) -> dict:
 
 
 def sweep_config(path: str, executor: Optional[str] = None) -> dict[str, Any]:
-    """The run config of ``iris_sweep`` for a sweep file (validated: a bad file is refused here)."""
+    """The run config of the sweep job (``iris_sweep``, or its dataset's) for a sweep file (validated: a bad
+    file is refused here)."""
     import yaml
 
     sweep = load(path)
@@ -105,20 +107,30 @@ def sweep_config(path: str, executor: Optional[str] = None) -> dict[str, Any]:
     config = {"name": sweep.name, **{k: spec[k] for k in ("grid", "random") if k in spec}}
     if executor:
         config["executor"] = executor
-    return {"ops": {open_sweep.name: {"config": config}}}
+    return {"ops": {OPEN_SWEEP: {"config": config}}}
+
+
+def sweep_target(path: str) -> SweepTarget:
+    """The pipeline a sweep file trains for (its ``dataset``, default Iris)."""
+    try:
+        return target_of(load(path).dataset)
+    except DatasetDefinitionError as error:
+        raise SweepError(f"{path}: {error}") from None
 
 
 def launch_sweep(path: str, url: Optional[str] = None, executor: Optional[str] = None) -> str:
-    """Launch one run of ``iris_sweep`` for a sweep file; its run id. Refuses, launching nothing,
-    when the file is bad or the pipeline never ran."""
+    """Launch one run of the sweep job of the file's dataset (``iris_sweep`` for Iris); its run id. Refuses,
+    launching nothing, when the file is bad or the pipeline never ran."""
     url = url or settings.current().dagster_ui_url
     run_config = sweep_config(path, executor)
-    splits = _graphql(url, _SPLITS, {})["assetOrError"]
+    target = sweep_target(path)
+    selector = job_selector(url, target.sweep_job)
+    splits = _graphql(url, _SPLITS, {"path": list(target.splits.path)})["assetOrError"]
     if splits.get("__typename") != "Asset" or not splits.get("assetMaterializations"):
-        raise LaunchError(NO_SPLITS)
+        raise LaunchError(target.no_splits)
     params = {
         "mode": "default",
-        "selector": {**job_selector(url, SWEEP_JOB), "pipelineName": SWEEP_JOB},
+        "selector": {**selector, "pipelineName": target.sweep_job},
         "runConfigData": json.dumps(run_config),
         "executionMetadata": {"tags": []},
     }
@@ -170,14 +182,14 @@ def _one_line(message: Optional[str], limit: int = 200) -> str:
 _PROGRESS = ("trial ", "best trial ")
 
 
-def trial_counts(url: str, sweep_run_id: str, trials: Optional[int] = None) -> str:
+def trial_counts(url: str, sweep_run_id: str, trials: Optional[int] = None, target: SweepTarget = IRIS_TARGET) -> str:
     """``trials: 6 queued, 0 running, 0 done`` (and failed, if any), from the runs of the trial
     job tagged with the sweep; with ``trials`` known, those the sensor has not started yet count
     as queued."""
     answer = _graphql(
         url,
         _TRIALS,
-        {"filter": {"pipelineName": TRIAL_JOB, "tags": [{"key": SWEEP_TAG, "value": sweep_run_id}]}},
+        {"filter": {"pipelineName": target.trial_job, "tags": [{"key": SWEEP_TAG, "value": sweep_run_id}]}},
     )["runsOrError"]
     statuses = [run["status"] for run in answer.get("results", [])]
     done = statuses.count("SUCCESS")
@@ -190,7 +202,11 @@ def trial_counts(url: str, sweep_run_id: str, trials: Optional[int] = None) -> s
 
 
 def wait_for_sweep(
-    run_id: str, url: Optional[str] = None, out: Callable[[str], None] = print, trials: Optional[int] = None
+    run_id: str,
+    url: Optional[str] = None,
+    out: Callable[[str], None] = print,
+    trials: Optional[int] = None,
+    target: SweepTarget = IRIS_TARGET,
 ) -> str:
     """Follow a sweep run to its end, passing on its progress lines (the trials' counts whenever they
     change, until the trials are over; each finished trial; the decision); its final status."""
@@ -202,7 +218,7 @@ def wait_for_sweep(
         status = run.get("status")
         if status not in _OVER:
             # The trials carry the id of the sweep's first run (a re-execution continues that sweep).
-            now = trial_counts(url, run.get("rootRunId") or run_id, trials)
+            now = trial_counts(url, run.get("rootRunId") or run_id, trials, target)
             if now != counts:
                 out(now)
                 counts = now
@@ -227,7 +243,9 @@ def wait_for_sweep(
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="iris-sweep", description="Launch hyperparameter sweeps.")
     commands = parser.add_subparsers(dest="command", required=True)
-    command = commands.add_parser("launch", help="launch one run of iris_sweep for the file (its trials follow)")
+    command = commands.add_parser(
+        "launch", help="launch one run of iris_sweep (or the file's dataset's sweep job) for the file"
+    )
     command.add_argument("file", help="a sweep file (YAML)")
     command.add_argument("--dagster-url", help="the Dagster webserver (default: $DAGSTER_UI_URL)")
     command.add_argument("--executor", choices=["in_process", "multiprocess", "celery"], help="for every trial")
@@ -240,7 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.wait:
             return 0
         trials = len(load(args.file).keys)
-        status = wait_for_sweep(run_id, url, lambda line: print(line, flush=True), trials)
+        status = wait_for_sweep(run_id, url, lambda line: print(line, flush=True), trials, sweep_target(args.file))
         print(f"sweep {run_id}: {status}")
         return 0 if status == "SUCCESS" else 1
     except (SweepError, LaunchError, settings.SettingError) as error:

@@ -2,7 +2,9 @@
 
 A sweep is one run of the job ``iris_sweep`` (its MLflow run is the sweep's parent run,
 in the tuning experiment ``$IRIS_TUNING_EXPERIMENT``), and one run of ``iris_trial`` per
-trial, a partition keyed by the trial's hyperparameters (each its MLflow child run):
+trial, a partition keyed by the trial's hyperparameters (each its MLflow child run). A
+dataset's sweeps are the same ops built for its target (``sweep_ops``, ``tuning/target.py``):
+``wine_sweep``, ``wine_trial``, ``wine-hyperparameter-tuning``, ``wine/splits``.
 
 * ``open_sweep`` validates the sweep (the same rules as a sweep file), refuses in one
   line when the pipeline never ran (no ``splits`` to train on), declares the trials as
@@ -44,14 +46,15 @@ from iris_assets.tracking.store import mlflow_client
 from iris_assets.training.assets import ModelConfig, fit_and_log
 from iris_assets.training.families import DEFAULT_FAMILY, FAMILY
 from iris_assets.tuning.space import Sweep, SweepError, parse, trial_params
+from iris_assets.tuning.target import IRIS_TARGET, SweepTarget
 
-SPLITS = dg.AssetKey("splits")
+OPEN_SWEEP = "open_sweep"  # the op whose config is the sweep (run config: ops.open_sweep.config)
 SWEEP_TAG = "iris/sweep"  # on a trial's Dagster run: the id of its sweep's (first) run
 SWEEP_PARENT_TAG = "iris/sweep_parent"  # on a parent MLflow run: "true"
 SPLITS_RUN_TAG = "splits_run_id"  # on a parent MLflow run: the Dagster run whose splits every trial uses
 TRIAL_TAG = "iris/trial"  # on a child MLflow run: its trial key
 FAILED_TRIALS_TAG = "failed_trials"
-NO_SPLITS = "no split to train on yet: run the pipeline once first (.venv/bin/dg launch --job iris_pipeline)"
+NO_SPLITS = IRIS_TARGET.no_splits
 
 
 class SweepSpec(dg.Config):
@@ -70,7 +73,8 @@ class SweepSpec(dg.Config):
     )
     experiment: Optional[str] = Field(
         default=None,
-        description=f"MLflow experiment. Default: $IRIS_TUNING_EXPERIMENT, else {settings.DEFAULT_TUNING_EXPERIMENT!r}.",
+        description="MLflow experiment. Default: the dataset's tuning experiment (Iris's: $IRIS_TUNING_EXPERIMENT, "
+        f"else {settings.DEFAULT_TUNING_EXPERIMENT!r}).",
     )
     executor: Optional[str] = Field(
         default=None, description="The trials' executor (in_process, multiprocess or celery); default: the project's."
@@ -81,7 +85,7 @@ class SweepSpec(dg.Config):
         spec = {
             key: value for key, value in (("name", self.name), ("grid", self.grid), ("random", self.random)) if value
         }
-        return parse(spec, "run config of iris_sweep")
+        return parse(spec, "run config of the sweep")
 
 
 @dataclass(frozen=True)
@@ -100,66 +104,6 @@ class SweepRun:
 def _as_parent(mlflow: MlflowRun, experiment: str, name: str) -> None:
     """Every stage of a sweep's run binds it to the sweep's parent MLflow run (the same values each time)."""
     mlflow.use(experiment_name=experiment, tags={SWEEP_PARENT_TAG: "true", "mlflow.runName": f"sweep-{name}"})
-
-
-@dg.op(tags={"kind": "mlflow"})
-def open_sweep(context: dg.OpExecutionContext, config: SweepSpec, mlflow: MlflowRun) -> dg.Output[SweepRun]:
-    """Validate the sweep, declare its trials, open its parent MLflow run and pin the split its trials share."""
-    try:
-        sweep = config.sweep()
-    except SweepError as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from None
-    latest = context.instance.get_latest_materialization_event(SPLITS)
-    if latest is None:
-        raise dg.Failure(description=NO_SPLITS, allow_retries=False)
-    splits: Splits = stored_value(context.instance, SPLITS, latest.run_id)
-    experiment = config.experiment or settings.current().tuning_experiment
-    _as_parent(mlflow, experiment, sweep.name)
-    context.instance.add_dynamic_partitions(TRIALS_NAME, sweep.keys)
-    mlflow.set_tags(
-        {SPLITS_RUN_TAG: latest.run_id, "evaluation_digest": splits.evaluation_digest, "trials": str(len(sweep.keys))}
-    )
-    return dg.Output(
-        SweepRun(sweep.name, mlflow.run_id, experiment, sweep.keys, latest.run_id, splits, config.timeout_seconds),
-        metadata={
-            "trials": len(sweep.keys),
-            "training_rows": len(splits.X_train),
-            "evaluation_rows": len(splits.X_test),
-            "evaluation_digest": splits.evaluation_digest,
-            "splits_run_id": latest.run_id,
-            **mlflow.link_run(),
-        },
-    )
-
-
-TRIALS_NAME = "iris_trials"
-TRIALS = dg.DynamicPartitionsDefinition(name=TRIALS_NAME)
-
-
-@dg.op(tags={"kind": "scikitlearn"})
-def trial(context: dg.OpExecutionContext, mlflow: MlflowRun) -> dg.Output[dict]:
-    """One trial (its hyperparameters are its partition key): trained, packaged to ONNX and scored on
-    the sweep's split, as a child run of the sweep's parent."""
-    key = context.partition_key
-    sweep_run_id = context.run.tags.get(SWEEP_TAG)
-    if not sweep_run_id:
-        raise dg.Failure(description=f"run {context.run_id} has no {SWEEP_TAG} tag: trials are started by a sweep")
-    announced = announced_mlflow_runs(context.instance, sweep_run_id)
-    if not announced:
-        raise dg.Failure(description=f"sweep {sweep_run_id} has no parent MLflow run")
-    parent_id = announced[0]
-    # Read before `use`: the trial's own MLflow run is bound by the first call that logs.
-    client = mlflow_client(mlflow.tracking_config().tracking_uri)
-    parent = client.get_run(parent_id)
-    experiment = client.get_experiment(parent.info.experiment_id).name
-    splits: Splits = stored_value(context.instance, SPLITS, parent.data.tags[SPLITS_RUN_TAG])
-    # Named by its hyperparameters, so the parent's list of children reads as the grid.
-    mlflow.use(experiment_name=experiment, parent_run_id=parent_id, tags={TRIAL_TAG: key, "mlflow.runName": key})
-    model, metadata = fit_and_log(ModelConfig(**trial_params(key)), splits, mlflow)
-    package_and_log(model, splits, DEFAULT_PARITY_ATOL, mlflow)
-    scores, _ = evaluate_and_log(model, splits, mlflow)
-    context.log.info(f"trial {key}: " + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()))
-    return dg.Output(scores, metadata={**metadata, **mlflow.link_run()})
 
 
 @dataclass(frozen=True)
@@ -212,125 +156,202 @@ def trial_outcome(runs: list[dg.DagsterRun]) -> Optional[bool]:
 POLL_SECONDS = 0.5
 
 
-@dg.op(tags={"kind": "mlflow"})
-def wait_for_trials(context: dg.OpExecutionContext, sweep: SweepRun, mlflow: MlflowRun) -> dg.Output[list[str]]:
-    """Every trial of the sweep over: a line per trial as it finishes; a failed trial fails the sweep."""
-    _as_parent(mlflow, sweep.experiment_name, sweep.name)
-    rule = RegistryConfig().rule()
-    sweep_run_id = context.run.root_run_id or context.run_id
-    deadline = time.monotonic() + sweep.timeout_seconds
-    reported: set[str] = set()
-    best: Optional[Trial] = None
-    while True:
-        outcomes = {key: trial_outcome(runs) for key, runs in trial_runs(context.instance, sweep_run_id).items()}
-        outcomes = {key: outcomes.get(key) for key in sweep.keys}
-        newly = sorted(key for key, ok in outcomes.items() if ok is not None and key not in reported)
-        if newly:
-            scored = {t.key: t for t in finished_trials(mlflow.client, sweep)}
-            for key in newly:
-                reported.add(key)
-                done = scored.get(key)
-                if done is not None and (best is None or _rank(done, rule) > _rank(best, rule)):
-                    best = done
-                score = f"{rule.metric} {done.scores[rule.metric]:.3f}" if done else "FAILED"
-                leader = f"{best.key} {best.scores[rule.metric]:.3f}" if best else "none"
-                context.log.info(f"trial {len(reported)}/{len(sweep.keys)} {key}: {score} (best so far: {leader})")
-        if all(ok is not None for ok in outcomes.values()):
-            break
-        if time.monotonic() > deadline:
-            waiting = sorted(key for key, ok in outcomes.items() if ok is None)
-            raise dg.Failure(description=f"{len(waiting)} trial(s) not over after {sweep.timeout_seconds} s: {waiting}")
-        time.sleep(POLL_SECONDS)
-    failed = sorted(key for key, ok in outcomes.items() if not ok)
-    if failed:
-        mlflow.set_tags({FAILED_TRIALS_TAG: " ".join(failed)})
-        raise dg.Failure(
-            description=f"{len(failed)} trial(s) failed: {', '.join(failed)}. Re-execute them from failure, "
-            f"then this run from failure: the sweep continues with the same parent MLflow run.",
-            allow_retries=False,
-        )
-    return dg.Output(sweep.keys, metadata={"trials": len(sweep.keys)})
-
-
 def _rank(trial: Trial, rule: Any) -> tuple:
     return (trial.scores[rule.metric], trial.scores[rule.tie_breaker], trial.key)
 
 
-@dg.op(tags={"kind": "mlflow"}, pool=REGISTRY_POOL)
-def best_trial(
-    context: dg.OpExecutionContext,
-    config: RegistryConfig,
-    sweep: SweepRun,
-    trials_over: list[str],
-    mlflow: MlflowRun,
-) -> dg.Output[str]:
-    """The best trial on the shared evaluation data, the summary in the parent run, and its model
-    registered to compete for champion under the same rule as every version."""
-    import mlflow.sklearn as mlflow_sklearn
+@dataclass(frozen=True)
+class SweepOps:
+    open_sweep: dg.OpDefinition
+    trial: dg.OpDefinition
+    wait_for_trials: dg.OpDefinition
+    best_trial: dg.OpDefinition
+    trials: dg.DynamicPartitionsDefinition  # a trial run's partition: its hyperparameters
 
-    _as_parent(mlflow, sweep.experiment_name, sweep.name)
-    rule = config.rule()
-    trials = finished_trials(mlflow.client, sweep)
-    if not trials:
-        raise dg.Failure(description=f"sweep {sweep.mlflow_run_id} has no finished trial")
-    best = max(trials, key=lambda t: _rank(t, rule))
-    plot = metric_by_parameter_png([(t.family_and_params, t.scores[rule.metric]) for t in trials], rule.metric)
-    summary = {
-        "trials": [{"key": t.key, "mlflow_run_id": t.mlflow_run_id, **t.family_and_params, **t.scores} for t in trials],
-        "best": {
-            "key": best.key,
-            "mlflow_run_id": best.mlflow_run_id,
-            "params": best.family_and_params,
-            "scores": best.scores,
-        },
-        "metric": rule.metric,
-    }
-    mlflow.log_metrics({"trials": len(trials), **{f"best.{k}": v for k, v in best.scores.items()}})
-    mlflow.set_tags(
-        {
-            "best_trial": best.key,
-            "best_trial_run_id": best.mlflow_run_id,
-            "best_run_url": mlflow.tracking_config().run_url(mlflow.experiment_id, best.mlflow_run_id),
-            "child_run_ids": " ".join(sorted(t.mlflow_run_id for t in trials)),
-            **{f"best.{k}": str(v) for k, v in best.family_and_params.items()},
+
+def sweep_ops(target: SweepTarget) -> SweepOps:
+    """The ops of ``target``'s sweeps (Iris's, a dataset's): the same work, on its splits, experiment and model."""
+
+    @dg.op(tags={"kind": "mlflow"})
+    def open_sweep(context: dg.OpExecutionContext, config: SweepSpec, mlflow: MlflowRun) -> dg.Output[SweepRun]:
+        """Validate the sweep, declare its trials, open its parent MLflow run and pin the split its trials share."""
+        try:
+            sweep = config.sweep()
+        except SweepError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        latest = context.instance.get_latest_materialization_event(target.splits)
+        if latest is None:
+            raise dg.Failure(description=target.no_splits, allow_retries=False)
+        splits: Splits = stored_value(context.instance, target.splits, latest.run_id)
+        experiment = config.experiment or target.tuning_experiment()
+        _as_parent(mlflow, experiment, sweep.name)
+        context.instance.add_dynamic_partitions(target.trials_partitions, sweep.keys)
+        mlflow.set_tags(
+            {
+                SPLITS_RUN_TAG: latest.run_id,
+                "evaluation_digest": splits.evaluation_digest,
+                "trials": str(len(sweep.keys)),
+            }
+        )
+        return dg.Output(
+            SweepRun(sweep.name, mlflow.run_id, experiment, sweep.keys, latest.run_id, splits, config.timeout_seconds),
+            metadata={
+                "trials": len(sweep.keys),
+                "training_rows": len(splits.X_train),
+                "evaluation_rows": len(splits.X_test),
+                "evaluation_digest": splits.evaluation_digest,
+                "splits_run_id": latest.run_id,
+                **mlflow.link_run(),
+            },
+        )
+
+    @dg.op(tags={"kind": "scikitlearn"})
+    def trial(context: dg.OpExecutionContext, mlflow: MlflowRun) -> dg.Output[dict]:
+        """One trial (its hyperparameters are its partition key): trained, packaged to ONNX and scored on
+        the sweep's split, as a child run of the sweep's parent."""
+        key = context.partition_key
+        sweep_run_id = context.run.tags.get(SWEEP_TAG)
+        if not sweep_run_id:
+            raise dg.Failure(description=f"run {context.run_id} has no {SWEEP_TAG} tag: trials are started by a sweep")
+        announced = announced_mlflow_runs(context.instance, sweep_run_id)
+        if not announced:
+            raise dg.Failure(description=f"sweep {sweep_run_id} has no parent MLflow run")
+        parent_id = announced[0]
+        # Read before `use`: the trial's own MLflow run is bound by the first call that logs.
+        client = mlflow_client(mlflow.tracking_config().tracking_uri)
+        parent = client.get_run(parent_id)
+        experiment = client.get_experiment(parent.info.experiment_id).name
+        splits: Splits = stored_value(context.instance, target.splits, parent.data.tags[SPLITS_RUN_TAG])
+        # Named by its hyperparameters, so the parent's list of children reads as the grid.
+        mlflow.use(experiment_name=experiment, parent_run_id=parent_id, tags={TRIAL_TAG: key, "mlflow.runName": key})
+        model, metadata = fit_and_log(ModelConfig(**trial_params(key)), splits, mlflow)
+        package_and_log(model, splits, DEFAULT_PARITY_ATOL, mlflow)
+        scores, _ = evaluate_and_log(model, splits, mlflow)
+        context.log.info(f"trial {key}: " + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()))
+        return dg.Output(scores, metadata={**metadata, **mlflow.link_run()})
+
+    @dg.op(tags={"kind": "mlflow"})
+    def wait_for_trials(context: dg.OpExecutionContext, sweep: SweepRun, mlflow: MlflowRun) -> dg.Output[list[str]]:
+        """Every trial of the sweep over: a line per trial as it finishes; a failed trial fails the sweep."""
+        _as_parent(mlflow, sweep.experiment_name, sweep.name)
+        rule = RegistryConfig().rule()
+        sweep_run_id = context.run.root_run_id or context.run_id
+        deadline = time.monotonic() + sweep.timeout_seconds
+        reported: set[str] = set()
+        best: Optional[Trial] = None
+        while True:
+            outcomes = {key: trial_outcome(runs) for key, runs in trial_runs(context.instance, sweep_run_id).items()}
+            outcomes = {key: outcomes.get(key) for key in sweep.keys}
+            newly = sorted(key for key, ok in outcomes.items() if ok is not None and key not in reported)
+            if newly:
+                scored = {t.key: t for t in finished_trials(mlflow.client, sweep)}
+                for key in newly:
+                    reported.add(key)
+                    done = scored.get(key)
+                    if done is not None and (best is None or _rank(done, rule) > _rank(best, rule)):
+                        best = done
+                    score = f"{rule.metric} {done.scores[rule.metric]:.3f}" if done else "FAILED"
+                    leader = f"{best.key} {best.scores[rule.metric]:.3f}" if best else "none"
+                    context.log.info(f"trial {len(reported)}/{len(sweep.keys)} {key}: {score} (best so far: {leader})")
+            if all(ok is not None for ok in outcomes.values()):
+                break
+            if time.monotonic() > deadline:
+                waiting = sorted(key for key, ok in outcomes.items() if ok is None)
+                raise dg.Failure(
+                    description=f"{len(waiting)} trial(s) not over after {sweep.timeout_seconds} s: {waiting}"
+                )
+            time.sleep(POLL_SECONDS)
+        failed = sorted(key for key, ok in outcomes.items() if not ok)
+        if failed:
+            mlflow.set_tags({FAILED_TRIALS_TAG: " ".join(failed)})
+            raise dg.Failure(
+                description=f"{len(failed)} trial(s) failed: {', '.join(failed)}. Re-execute them from failure, "
+                f"then this run from failure: the sweep continues with the same parent MLflow run.",
+                allow_retries=False,
+            )
+        return dg.Output(sweep.keys, metadata={"trials": len(sweep.keys)})
+
+    @dg.op(tags={"kind": "mlflow"}, pool=REGISTRY_POOL)
+    def best_trial(
+        context: dg.OpExecutionContext,
+        config: RegistryConfig,
+        sweep: SweepRun,
+        trials_over: list[str],
+        mlflow: MlflowRun,
+    ) -> dg.Output[str]:
+        """The best trial on the shared evaluation data, the summary in the parent run, and its model
+        registered to compete for champion under the same rule as every version."""
+        import mlflow.sklearn as mlflow_sklearn
+
+        _as_parent(mlflow, sweep.experiment_name, sweep.name)
+        rule = config.rule()
+        trials = finished_trials(mlflow.client, sweep)
+        if not trials:
+            raise dg.Failure(description=f"sweep {sweep.mlflow_run_id} has no finished trial")
+        best = max(trials, key=lambda t: _rank(t, rule))
+        plot = metric_by_parameter_png([(t.family_and_params, t.scores[rule.metric]) for t in trials], rule.metric)
+        summary = {
+            "trials": [
+                {"key": t.key, "mlflow_run_id": t.mlflow_run_id, **t.family_and_params, **t.scores} for t in trials
+            ],
+            "best": {
+                "key": best.key,
+                "mlflow_run_id": best.mlflow_run_id,
+                "params": best.family_and_params,
+                "scores": best.scores,
+            },
+            "metric": rule.metric,
         }
-    )
-    mlflow.log_dict(summary, "sweep_summary.json")
-    mlflow.log_bytes(plot, f"{rule.metric}_by_hyperparameter.png")
-    logged = mlflow.client.search_logged_models(
-        experiment_ids=[mlflow.experiment_id], filter_string=f"source_run_id = '{best.mlflow_run_id}'"
-    )
-    by_name = {m.name: f"models:/{m.model_id}" for m in logged}
-    model = mlflow.load_model(mlflow_sklearn, by_name["model"])
-    registration = register_and_promote(
-        mlflow,
-        config.registered_model or settings.current().registered_model,
-        rule,
-        best.scores,
-        model,
-        sweep.splits,
-        tags={
-            "dagster_run_id": context.run_id,
-            "onnx_model_uri": by_name.get(ONNX_LOGGED_MODEL),
-            "sweep_parent_run_id": sweep.mlflow_run_id,
-            "trial": best.key,
-        },
-        source_run_id=best.mlflow_run_id,
-        model_uri=by_name["model"],
-    )
-    decision = "champion" if registration["promoted"] else "not promoted"
-    context.log.info(
-        f"best trial {best.key}: {rule.metric} {best.scores[rule.metric]:.3f}; registered "
-        f"{registration['registered_model']}/{registration['version']}: {decision} ({registration['decision']})"
-    )
-    return dg.Output(
-        best.key,
-        metadata={
-            "trials": len(trials),
-            "best_trial": best.key,
-            **{f"best_{k}": dg.MetadataValue.float(v) for k, v in best.scores.items()},
-            "plot": dg.MetadataValue.md(markdown_image(plot, f"{rule.metric} by hyperparameter")),
-            **registration,
-            **mlflow.link_run(),
-        },
+        mlflow.log_metrics({"trials": len(trials), **{f"best.{k}": v for k, v in best.scores.items()}})
+        mlflow.set_tags(
+            {
+                "best_trial": best.key,
+                "best_trial_run_id": best.mlflow_run_id,
+                "best_run_url": mlflow.tracking_config().run_url(mlflow.experiment_id, best.mlflow_run_id),
+                "child_run_ids": " ".join(sorted(t.mlflow_run_id for t in trials)),
+                **{f"best.{k}": str(v) for k, v in best.family_and_params.items()},
+            }
+        )
+        mlflow.log_dict(summary, "sweep_summary.json")
+        mlflow.log_bytes(plot, f"{rule.metric}_by_hyperparameter.png")
+        logged = mlflow.client.search_logged_models(
+            experiment_ids=[mlflow.experiment_id], filter_string=f"source_run_id = '{best.mlflow_run_id}'"
+        )
+        by_name = {m.name: f"models:/{m.model_id}" for m in logged}
+        model = mlflow.load_model(mlflow_sklearn, by_name["model"])
+        registration = register_and_promote(
+            mlflow,
+            config.registered_model or target.registered_model(),
+            rule,
+            best.scores,
+            model,
+            sweep.splits,
+            tags={
+                "dagster_run_id": context.run_id,
+                "onnx_model_uri": by_name.get(ONNX_LOGGED_MODEL),
+                "sweep_parent_run_id": sweep.mlflow_run_id,
+                "trial": best.key,
+            },
+            source_run_id=best.mlflow_run_id,
+            model_uri=by_name["model"],
+        )
+        decision = "champion" if registration["promoted"] else "not promoted"
+        context.log.info(
+            f"best trial {best.key}: {rule.metric} {best.scores[rule.metric]:.3f}; registered "
+            f"{registration['registered_model']}/{registration['version']}: {decision} ({registration['decision']})"
+        )
+        return dg.Output(
+            best.key,
+            metadata={
+                "trials": len(trials),
+                "best_trial": best.key,
+                **{f"best_{k}": dg.MetadataValue.float(v) for k, v in best.scores.items()},
+                "plot": dg.MetadataValue.md(markdown_image(plot, f"{rule.metric} by hyperparameter")),
+                **registration,
+                **mlflow.link_run(),
+            },
+        )
+
+    return SweepOps(
+        open_sweep, trial, wait_for_trials, best_trial, dg.DynamicPartitionsDefinition(name=target.trials_partitions)
     )

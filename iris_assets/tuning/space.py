@@ -78,6 +78,7 @@ class SweepError(ValueError):
 class Sweep:
     name: str
     trials: list[dict[str, Any]]
+    dataset: str = "iris"  # whose pipeline it trains for (tuning/target.py)
 
     @property
     def keys(self) -> list[str]:
@@ -185,9 +186,12 @@ def _position(node: Any, at: tuple) -> Optional[str]:
 def parse(spec: Any, where: str = "sweep") -> Sweep:
     if not isinstance(spec, dict):
         raise SweepError(f"{where}: must be a mapping with `name` and `grid` or `random`")
-    unknown = set(spec) - {"name", "grid", "random"}
+    unknown = set(spec) - {"name", "dataset", "grid", "random"}
     if unknown:
-        raise SweepError(f"{where}: unknown keys {sorted(unknown)}; allowed: name, grid, random", (sorted(unknown)[0],))
+        raise SweepError(
+            f"{where}: unknown keys {sorted(unknown)}; allowed: name, dataset, grid, random", (sorted(unknown)[0],)
+        )
+    dataset = _dataset(spec.get("dataset", "iris"), where)
     if ("grid" in spec) == ("random" in spec):
         raise SweepError(f"{where}: give exactly one of `grid` and `random`")
     name = str(spec.get("name") or Path(where).stem)
@@ -198,7 +202,21 @@ def parse(spec: Any, where: str = "sweep") -> Sweep:
         raise SweepError(f"{where}: declares {len(trials)} trials; at most {MAX_TRIALS}")
     canonical = [_validate(trial, f"{where}: trial {trial}") for trial in trials]
     unique = list({trial_key(t): t for t in canonical}.values())
-    return Sweep(name, unique)
+    return Sweep(name, unique, dataset)
+
+
+def _dataset(value: Any, where: str) -> str:
+    """Iris, or a dataset with a definition in ``datasets/``."""
+    from iris_assets.datasets.definition import shipped_names
+
+    allowed = ["iris", *shipped_names()]
+    if value not in allowed:
+        raise SweepError(
+            f"{where}: dataset {value!r} is not allowed: expected one of {', '.join(allowed)} "
+            "(a dataset is a definition in datasets/)",
+            ("dataset",),
+        )
+    return str(value)
 
 
 def _spaces(space: Any, section: str, where: str) -> list[tuple[str, dict, tuple]]:
