@@ -234,7 +234,7 @@ def refuse_in_process_run(context: dg.InitResourceContext, pipeline_job: str) ->
     so ``refuse_before_the_first_step`` does not run): raise ConfigRefused naming the first refused value.
     Dagster runs resource set-up before the first step and raises a DagsterError from it as it is."""
     run = context.run
-    if run is None or run.job_code_origin is not None or not (run.run_config or {}).get("ops"):
+    if run is None or run.job_code_origin is not None:
         return
     definitions = _DEFINITIONS.get(pipeline_job)
     if definitions is None:
@@ -243,7 +243,10 @@ def refuse_in_process_run(context: dg.InitResourceContext, pipeline_job: str) ->
         job = definitions.resolve_job_def(run.job_name)
     except Exception:  # dg.materialize's ephemeral job: the location's assets, all in its global asset job
         job = definitions.resolve_implicit_global_asset_job_def()
-    line = refusal(job, run.run_config)
+    from iris_assets.execution.split import refuse_spanning
+
+    refuse_spanning(job, run)  # a run over several pipelines, where no executor of ours can split it
+    line = refusal(job, run.run_config) if (run.run_config or {}).get("ops") else None
     if line is not None:
         raise ConfigRefused(line)
 

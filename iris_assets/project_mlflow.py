@@ -10,7 +10,8 @@ pipeline's job. Commands that read the store without a resource (``iris-ui``,
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Optional
 
 import dagster as dg
 
@@ -60,9 +61,43 @@ class DatasetMlflowRun(IrisMlflowRun):
     pipeline_job: str
 
     def defaults(self) -> Defaults:
-        import dataclasses
-
         return dataclasses.replace(project_defaults(), asset_job_run_name=self.pipeline_job)
 
     def pipeline(self) -> str:
         return self.pipeline_job
+
+
+class PipelinesMlflowRun(IrisMlflowRun):
+    """The ``mlflow`` resource of the location holding every pipeline (``pipelines.all_pipelines_definitions``):
+    a run's experiment and run name are its pipeline's, a dataset's when its assets are that dataset's
+    (a run never holds two: ``execution.split``), else Iris's."""
+
+    experiments: dict[str, str]  # dataset -> its experiment
+    pipeline_jobs: dict[str, str]  # dataset -> its pipeline's job
+
+    def dataset(self) -> Optional[str]:
+        """The dataset of the Dagster run this resource is set up for; None for Iris's (or outside a run)."""
+        run = self.dagster_run
+        if run is None:
+            return None
+        for dataset, job in self.pipeline_jobs.items():
+            if run.job_name == job:
+                return dataset
+        prefixes = {key.path[0] for key in run.asset_selection or () if len(key.path) > 1}
+        found = sorted(prefixes & set(self.experiments))
+        return found[0] if len(found) == 1 else None
+
+    def defaults(self) -> Defaults:
+        dataset = self.dataset()
+        if dataset is None:
+            return project_defaults()
+        return dataclasses.replace(
+            project_defaults(),
+            experiment_name=self.experiments[dataset],
+            asset_job_run_name=self.pipeline_jobs[dataset],
+        )
+
+    def pipeline(self) -> str:
+        from iris_assets.pipelines import ALL_PIPELINES
+
+        return ALL_PIPELINES

@@ -25,6 +25,7 @@ from iris_assets.datasets.definition import (
 )
 from iris_assets.datasets.pipeline import dataset_definitions, op_name
 from iris_assets.datasets.table import MAX_CLASSES, DatasetTableError, load_table
+from iris_assets.execution.split import SPLIT_FROM_TAG
 from iris_assets.packaging.onnx import DEFAULT_PARITY_ATOL, parity_tolerance
 from iris_assets.serving import cli
 from iris_assets.serving.predictor import IrisOnnxPredictor
@@ -246,11 +247,23 @@ def test_a_file_above_the_size_limit_is_refused_before_it_is_read(tmp_path, monk
         ("name: mine\nsource: gone.csv\nlabel: y\n", "source 'gone.csv' names no file"),
         ("name: mine\nsource: sklearn:titanic\nlabel: y\n", "source 'sklearn:titanic' is not a bundled set"),
         ("name: iris\nsource: sklearn:iris\nlabel: y\n", "name 'iris' is the project's own Iris pipeline"),
+        (
+            "name: all_pipelines\nsource: sklearn:iris\nlabel: y\n",
+            "name 'all_pipelines' is the location of every pipeline",
+        ),
         ("name: Mine!\nsource: sklearn:iris\nlabel: y\n", "name 'Mine!' is not allowed"),
         ("name: mine\nsource: sklearn:iris\n", "label is missing"),
         ("name: mine\nsource: sklearn:iris\nlabel: y\ncolour: red\n", "unknown key(s) ['colour']"),
     ],
-    ids=["missing file", "unknown bundled set", "iris reserved", "bad name", "no label", "unknown key"],
+    ids=[
+        "missing file",
+        "unknown bundled set",
+        "iris reserved",
+        "all_pipelines reserved",
+        "bad name",
+        "no label",
+        "unknown key",
+    ],
 )
 def test_a_bad_definition_is_refused_in_one_line(tmp_path, text, message):
     path = tmp_path / "mine.yaml"
@@ -346,16 +359,16 @@ WINE_LOCATION = ("-m", "iris_assets.datasets.locations", "-a", "wine")
 
 @pytest.mark.browser
 @pytest.mark.servers
-def test_materialize_all_in_a_dataset_s_ui_is_one_run_and_across_locations_launches_nothing(
+def test_materialize_all_is_one_run_per_pipeline_in_a_dataset_s_ui_and_in_the_ui_of_every_pipeline(
     browser,  # noqa: F811
     dagster_home,
     tracking_uri,
     tmp_path,
 ):
     """Wine's UI (its location alone): one click on the global lineage page, no dialog, one Dagster run, one
-    MLflow run in wine-classification. With Iris, Wine and Digits in one UI (workspace.datasets.yaml), Dagster
-    refuses to materialise assets of several code locations together: its "Unable to Materialize" dialog, and
-    no run, so never two datasets in one MLflow run."""
+    MLflow run in wine-classification; then a Wine sweep there. With Iris, Wine and Digits in one UI
+    (workspace.datasets.yaml: one location), one click, no dialog: the run becomes one run per pipeline
+    before its first step, each one MLflow run in its own experiment, never two datasets in one."""
     import re
 
     from playwright.sync_api import expect
@@ -393,21 +406,54 @@ def test_materialize_all_in_a_dataset_s_ui_is_one_run_and_across_locations_launc
         for service in reversed(services):
             service.stop()
 
+    # Every pipeline in one location (workspace.datasets.yaml): one click, no dialog; the run becomes one run
+    # per pipeline before its first step, each one MLflow run in its own experiment.
     with dg.DagsterInstance.get() as instance:
-        launched = len(instance.get_runs())
+        before = {run.run_id for run in instance.get_runs()}
     port = free_port()
-    webserver = dagster_webserver(tmp_path, port, ("-w", "workspace.datasets.yaml"))
+    workspace = ("-w", "workspace.datasets.yaml")
+    services = [Service("daemon", ["dagster-daemon", "run", *workspace], tmp_path)]
     try:
+        services.append(dagster_webserver(tmp_path, port, workspace))
         page = global_materialize_all(port)
-        dialog = page.get_by_role("dialog")
-        expect(dialog).to_contain_text("Unable to Materialize")
-        expect(dialog).to_contain_text(
-            "can only be materialized together if they are defined in the same code location"
+        expect(page.get_by_role("link", name="View", exact=True)).to_have_attribute(
+            "href", re.compile(r"^/runs/[0-9a-f-]{36}$")
         )
+        expect(page.get_by_role("dialog")).to_have_count(0)
         with dg.DagsterInstance.get() as instance:
-            assert len(instance.get_runs()) == launched  # Wine's, above: nothing more launched
+
+            def new_runs():
+                runs = [run for run in instance.get_runs() if run.run_id not in before]
+                return runs if len(runs) == 4 and all(run.is_finished for run in runs) else None
+
+            runs = wait_until(new_runs, timeout=600, what="the run and its three pipeline runs to end")
+            (parent,) = [run for run in runs if SPLIT_FROM_TAG not in run.tags]
+            children = [run for run in runs if run.tags.get(SPLIT_FROM_TAG) == parent.run_id]
+            assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}, f"see {tmp_path}/*.log"
+            parent_events = instance.all_logs(parent.run_id)
+            assert not [e for e in parent_events if e.dagster_event and e.dagster_event.is_step_start]
+            by_pipeline = {_pipeline_of(run): run for run in children}
+            assert sorted(by_pipeline) == ["digits", "iris", "wine"], [run.asset_selection for run in children]
+            for run in children:  # each child's assets are one pipeline's, all of them
+                assert len(run.asset_selection) == 6
+        for pipeline, experiment in (("iris", DEFAULT_EXPERIMENT), ("wine", "wine-classification"),
+                                     ("digits", "digits-classification")):  # fmt: skip
+            (mlflow_run,) = [
+                r for r in runs_of(tracking_uri, experiment)
+                if r.data.tags["dagster_run_id"] == by_pipeline[pipeline].run_id
+            ]  # fmt: skip
+            assert mlflow_run.info.status == "FINISHED", (pipeline, mlflow_run.info.status)
+        # Nothing tagged with the run that spanned them all: it logged nothing.
+        assert not [r for r in _all_runs(tracking_uri) if r.data.tags.get("dagster_run_id") == parent.run_id]
     finally:
-        webserver.stop()
+        for service in reversed(services):
+            service.stop()
+
+
+def _pipeline_of(run: dg.DagsterRun) -> str:
+    prefixes = {key.path[0] if len(key.path) > 1 else "iris" for key in run.asset_selection or ()}
+    (pipeline,) = prefixes
+    return pipeline
 
 
 def _assert_a_wine_sweep(port: int, tracking_uri: str) -> None:
@@ -459,4 +505,38 @@ def test_a_refused_value_stops_a_dataset_run_started_from_its_definition(instanc
     )
     (run,) = instance.get_runs()
     assert not [e for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.is_step_start]
+    assert _all_runs(tracking_uri) == []
+
+
+def test_the_location_of_every_pipeline_binds_each_run_to_its_pipeline_s_experiment(instance, tracking_uri):
+    """all_pipelines (workspace.datasets.yaml): Wine's job there is one MLflow run in wine-classification; a run
+    over several pipelines started where no executor of ours can split it (execute_in_process) is refused
+    before its first step, in one line naming them, and creates no MLflow run."""
+    from iris_assets.execution.split import SpansPipelines
+
+    everything = locations.all_pipelines
+    wine = everything.resolve_job_def("wine_pipeline").execute_in_process(instance=instance)
+    assert wine.success
+    (mlflow_run,) = runs_of(tracking_uri, "wine-classification")
+    assert mlflow_run.data.tags["dagster_run_id"] == wine.run_id and mlflow_run.info.status == "FINISHED"
+    assert mlflow_run.info.run_name.startswith("wine_pipeline")
+    with pytest.raises(SpansPipelines) as refused:
+        everything.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    assert str(refused.value).startswith("this run spans the pipelines digits, iris, wine: ")
+    assert len(_all_runs(tracking_uri)) == 1
+
+
+def test_a_terminal_run_over_several_pipelines_is_refused_in_one_line(dagster_home, tracking_uri):
+    """`dagster asset materialize --select '*'` on every pipeline's location: no daemon behind a terminal to run a
+    run per pipeline, so refused before any step, naming them; no MLflow run."""
+    from iris_harness.environment import REPO_ROOT, run_cli
+
+    result = run_cli(
+        "dagster", "asset", "materialize", "-m", "iris_assets.datasets.locations", "-a", "all_pipelines",
+        "--select", "*", expect_ok=False, cwd=REPO_ROOT,
+    )  # fmt: skip
+    printed = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "dagster asset materialize: this run spans the pipelines digits, iris, wine: " in printed, printed
+    assert "Traceback" not in printed and "STEP_START" not in printed
     assert _all_runs(tracking_uri) == []

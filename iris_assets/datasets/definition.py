@@ -26,7 +26,7 @@ BUNDLED = ("iris", "wine", "digits")  # scikit-learn's copies: no network
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 # Iris is the project's own pipeline (assets raw_data ... registered_model, job iris_pipeline); a
 # definition of that name would share its tags and registry without its history.
-RESERVED_NAMES = ("iris",)
+RESERVED_NAMES = ("iris", "all_pipelines")  # Iris's, and the location holding every pipeline
 KEYS = ("name", "source", "label", "features", "classes", "experiment", "registered_model", "tuning_experiment")
 REQUIRED_KEYS = ("name", "source", "label")
 
@@ -96,8 +96,9 @@ def definition_from_mapping(document: dict[str, Any], path: Path) -> DatasetDefi
             "at most 40 characters"
         )
     if name in RESERVED_NAMES:
+        owner = "the project's own Iris pipeline" if name == "iris" else "the location of every pipeline"
         raise DatasetDefinitionError(
-            f"{path}: name {name!r} is the project's own Iris pipeline; give your dataset another name "
+            f"{path}: name {name!r} is {owner}; give your dataset another name "
             f"(source: {BUNDLED_PREFIX}iris is allowed)"
         )
     label = _text(document, "label", path)

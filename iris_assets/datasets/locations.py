@@ -1,12 +1,14 @@
-"""One code location per dataset: ``python_module: {module_name: iris_assets.datasets.locations, attribute: wine}``.
+"""The datasets' code locations: ``python_module: {module_name: iris_assets.datasets.locations, attribute: wine}``.
 
-Any attribute of this module named after a definition in ``datasets/`` (``wine``, ``digits``,
-yours) is that dataset's Definitions, loaded with the same guards as Iris's location
-(``definitions.load``): a terminal command on a temporary instance or with a refused run
-config stops in one line. Why a location per dataset: one Dagster run is one MLflow run,
-and two datasets in one location would share a "Materialize all" run, hence an MLflow run.
-Across locations Dagster 1.13 refuses a global "Materialize all" ("Unable to Materialize"):
-a dataset's own UI is ``dagster dev -m iris_assets.datasets.locations -a <name>``.
+* an attribute named after a definition in ``datasets/`` (``wine``, ``digits``, yours) is that
+  dataset's own location;
+* ``all_pipelines`` is Iris and every dataset in one location (workspace.datasets.yaml), where
+  a run over several pipelines ("Materialize all" on the global lineage page) becomes one run
+  per pipeline before its first step (``execution/split.py``).
+
+Each is loaded with the same guards as Iris's location (``location.load``): a terminal command
+on a temporary instance or with a refused run config stops in one line. One Dagster run is one
+MLflow run in either: a run never holds two datasets (docs/datasets.md says why this design).
 """
 
 import functools
@@ -25,9 +27,20 @@ def dataset_location(name: str) -> dg.Definitions:
     return load(lambda: dataset_definitions(definition))
 
 
+@functools.cache
+def all_pipelines_location() -> dg.Definitions:
+    from iris_assets.location import load
+    from iris_assets.pipelines import all_pipelines_definitions
+
+    return load(all_pipelines_definitions)
+
+
 def __getattr__(name: str) -> Any:
     from iris_assets.datasets.definition import shipped_names
+    from iris_assets.pipelines import ALL_PIPELINES
 
+    if name == ALL_PIPELINES:
+        return all_pipelines_location()
     if name in shipped_names():
         return dataset_location(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}; the datasets are {shipped_names()}")

@@ -6,11 +6,14 @@ with the job ``<name>_pipeline``; each stage calls the same functions as Iris's
 so a dataset gets exactly what Iris gets. Run config addresses a stage by its op name,
 ``<name>__model`` (Dagster's name for a prefixed asset's op).
 
-Each dataset is its own code location (``locations.py``), so one Dagster run, hence one
-MLflow run, never holds two datasets.
+Each dataset is its own code location (``locations.py``), or an asset group of the one
+location holding every pipeline (``pipelines.all_pipelines_definitions``), where a run over
+several is split into one run per pipeline: one Dagster run, hence one MLflow run, never
+holds two datasets.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -161,16 +164,16 @@ def dataset_assets(definition: DatasetDefinition) -> list[dg.AssetsDefinition]:
     return [raw_data, splits, model, metrics, onnx_model, registered_model]
 
 
-def dataset_definitions(definition: DatasetDefinition) -> dg.Definitions:
-    """The code location of one dataset: its assets, its job, its MLflow experiment."""
-    from iris_assets import config_errors
-    from iris_assets.console import compact_console
-    from iris_assets.execution.executor import iris_executor
-    from iris_assets.io_manager import RunScopedStorage
-    from iris_assets.project_mlflow import DatasetMlflowRun
-    from iris_assets.tracking import credentials_from_environment
-    from iris_assets.runs.sensors import close_dead_runs, close_orphaned_mlflow_runs
-    from iris_assets.tracking.sensors import close_mlflow_run_on_cancel, close_mlflow_run_on_failure
+@dataclass(frozen=True)
+class DatasetParts:
+    """What a dataset adds to a code location: its assets, its pipeline and sweep jobs, its trial launcher."""
+
+    assets: list[dg.AssetsDefinition]
+    jobs: list[dg.JobDefinition]
+    trial_launcher: dg.SensorDefinition
+
+
+def dataset_parts(definition: DatasetDefinition) -> DatasetParts:
     from iris_assets.tuning.jobs import sweep_jobs
     from iris_assets.tuning.sensors import trial_launcher
     from iris_assets.tuning.target import dataset_target
@@ -182,15 +185,30 @@ def dataset_definitions(definition: DatasetDefinition) -> dg.Definitions:
         description=f"The whole {definition.name} pipeline, one MLflow run in {definition.experiment!r}.",
         config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
+    return DatasetParts(dataset_assets(definition), [job, *sweep_jobs(target)], trial_launcher(target))
+
+
+def dataset_definitions(definition: DatasetDefinition) -> dg.Definitions:
+    """The code location of one dataset: its assets, its jobs, its MLflow experiment."""
+    from iris_assets import config_errors
+    from iris_assets.console import compact_console
+    from iris_assets.execution.executor import iris_executor
+    from iris_assets.io_manager import RunScopedStorage
+    from iris_assets.project_mlflow import DatasetMlflowRun
+    from iris_assets.runs.sensors import close_dead_runs, close_orphaned_mlflow_runs
+    from iris_assets.tracking import credentials_from_environment
+    from iris_assets.tracking.sensors import close_mlflow_run_on_cancel, close_mlflow_run_on_failure
+
+    parts = dataset_parts(definition)
     definitions = dg.Definitions(
-        assets=dataset_assets(definition),
-        jobs=[job, *sweep_jobs(target)],
+        assets=parts.assets,
+        jobs=parts.jobs,
         sensors=[
             close_mlflow_run_on_failure,
             close_mlflow_run_on_cancel,
             close_orphaned_mlflow_runs,
             close_dead_runs,
-            trial_launcher(target),
+            parts.trial_launcher,
         ],
         resources={
             "mlflow": DatasetMlflowRun(

@@ -12,7 +12,8 @@
   every step process, so it settles the run from the event log
   (``closing.settle_after_steps``, idempotent: in one process it finds the run ended).
 * Before the first step, every step's config is validated (``config_errors``): a value
-  a step would refuse fails the run at once, in one line, with no MLflow run.
+  a step would refuse fails the run at once, in one line, with no MLflow run; a run over
+  several pipelines becomes one run per pipeline (``execution.split``).
 * Around the steps, full garbage collections skip what outlives the run
   (``execution.heap``).
 * In a terminal command (`dg launch`, `iris-runs reexecute`), the run ends with one
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from iris_assets import config_errors, io_manager, settings
-from iris_assets.execution import outages
+from iris_assets.execution import outages, split
 from iris_assets.execution.heap import frozen_survivors
 from iris_assets.runs.summary import summary
 from iris_assets.runs.workers import record_worker
@@ -53,6 +54,9 @@ class SettlingExecutor(dg.Executor):
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
         # A step's config that would be refused fails the run now, in one line: no step, no MLflow run.
         config_errors.refuse_before_the_first_step(plan_context, execution_plan)
+        # A run over several pipelines (one location holding several) becomes a run per pipeline.
+        if split.split_by_pipeline(plan_context):
+            return
         record_worker(plan_context.instance, plan_context.dagster_run.run_id)
         broker = getattr(self._inner, "broker", None)  # dagster-celery's executor: the run's broker URL
         try:

@@ -138,6 +138,12 @@ class MlflowRun(dg.ConfigurableResource):
             self._fluent_store = self.tracking_config().tracking_uri
             self._fluent_entry = fluent.enter(lambda: self._bound().run, self._fluent_store)
 
+    @property
+    def dagster_run(self) -> Optional[dg.DagsterRun]:
+        """The Dagster run this resource is set up for (None outside one: a sensor's, a script's)."""
+        context = self._init_context
+        return context.run if context is not None else None
+
     def use(
         self,
         *,

@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from iris_assets import settings
 from iris_assets.datasets.definition import DatasetDefinitionError
-from iris_assets.tuning.ops import OPEN_SWEEP, SWEEP_TAG
+from iris_assets.tuning.ops import SWEEP_TAG
 from iris_assets.tuning.space import SweepError, load
 from iris_assets.tuning.target import IRIS_TARGET, SweepTarget, target_of
 
@@ -107,7 +107,7 @@ def sweep_config(path: str, executor: Optional[str] = None) -> dict[str, Any]:
     config = {"name": sweep.name, **{k: spec[k] for k in ("grid", "random") if k in spec}}
     if executor:
         config["executor"] = executor
-    return {"ops": {OPEN_SWEEP: {"config": config}}}
+    return {"ops": {sweep_target(path).open_sweep: {"config": config}}}
 
 
 def sweep_target(path: str) -> SweepTarget:

@@ -48,7 +48,6 @@ from iris_assets.training.families import DEFAULT_FAMILY, FAMILY
 from iris_assets.tuning.space import Sweep, SweepError, parse, trial_params
 from iris_assets.tuning.target import IRIS_TARGET, SweepTarget
 
-OPEN_SWEEP = "open_sweep"  # the op whose config is the sweep (run config: ops.open_sweep.config)
 SWEEP_TAG = "iris/sweep"  # on a trial's Dagster run: the id of its sweep's (first) run
 SWEEP_PARENT_TAG = "iris/sweep_parent"  # on a parent MLflow run: "true"
 SPLITS_RUN_TAG = "splits_run_id"  # on a parent MLflow run: the Dagster run whose splits every trial uses
@@ -172,7 +171,7 @@ class SweepOps:
 def sweep_ops(target: SweepTarget) -> SweepOps:
     """The ops of ``target``'s sweeps (Iris's, a dataset's): the same work, on its splits, experiment and model."""
 
-    @dg.op(tags={"kind": "mlflow"})
+    @dg.op(name=target.op("open_sweep"), tags={"kind": "mlflow"})
     def open_sweep(context: dg.OpExecutionContext, config: SweepSpec, mlflow: MlflowRun) -> dg.Output[SweepRun]:
         """Validate the sweep, declare its trials, open its parent MLflow run and pin the split its trials share."""
         try:
@@ -205,7 +204,7 @@ def sweep_ops(target: SweepTarget) -> SweepOps:
             },
         )
 
-    @dg.op(tags={"kind": "scikitlearn"})
+    @dg.op(name=target.op("trial"), tags={"kind": "scikitlearn"})
     def trial(context: dg.OpExecutionContext, mlflow: MlflowRun) -> dg.Output[dict]:
         """One trial (its hyperparameters are its partition key): trained, packaged to ONNX and scored on
         the sweep's split, as a child run of the sweep's parent."""
@@ -230,7 +229,7 @@ def sweep_ops(target: SweepTarget) -> SweepOps:
         context.log.info(f"trial {key}: " + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()))
         return dg.Output(scores, metadata={**metadata, **mlflow.link_run()})
 
-    @dg.op(tags={"kind": "mlflow"})
+    @dg.op(name=target.op("wait_for_trials"), tags={"kind": "mlflow"})
     def wait_for_trials(context: dg.OpExecutionContext, sweep: SweepRun, mlflow: MlflowRun) -> dg.Output[list[str]]:
         """Every trial of the sweep over: a line per trial as it finishes; a failed trial fails the sweep."""
         _as_parent(mlflow, sweep.experiment_name, sweep.name)
@@ -271,7 +270,7 @@ def sweep_ops(target: SweepTarget) -> SweepOps:
             )
         return dg.Output(sweep.keys, metadata={"trials": len(sweep.keys)})
 
-    @dg.op(tags={"kind": "mlflow"}, pool=REGISTRY_POOL)
+    @dg.op(name=target.op("best_trial"), tags={"kind": "mlflow"}, pool=REGISTRY_POOL)
     def best_trial(
         context: dg.OpExecutionContext,
         config: RegistryConfig,

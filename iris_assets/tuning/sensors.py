@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from iris_assets.tuning.ops import OPEN_SWEEP, SWEEP_TAG, SweepSpec
+from iris_assets.tuning.ops import SWEEP_TAG, SweepSpec
 from iris_assets.tuning.target import IRIS_TARGET, SweepTarget
 
 
@@ -34,11 +34,11 @@ def trial_launcher(target: SweepTarget) -> dg.SensorDefinition:
             filters=dg.RunsFilter(job_name=target.sweep_job, statuses=[dg.DagsterRunStatus.STARTED]), limit=50
         )
         for run in sweeps:
-            if not _opened(context.instance, run):
+            if not _opened(context.instance, run, target.open_sweep):
                 continue
             sweep_id = run.root_run_id or run.run_id  # what its trials are tagged with, whatever re-executes it
             ops: Any = run.run_config["ops"]
-            spec = SweepSpec(**ops[OPEN_SWEEP]["config"])
+            spec = SweepSpec(**ops[target.open_sweep]["config"])
             executor: dict[str, Any] = {"execution": {"config": {spec.executor: {}}}} if spec.executor else {}
             keys = spec.sweep().keys
             requests += [
@@ -58,12 +58,12 @@ def trial_launcher(target: SweepTarget) -> dg.SensorDefinition:
 launch_sweep_trials = trial_launcher(IRIS_TARGET)
 
 
-def _opened(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+def _opened(instance: dg.DagsterInstance, run: dg.DagsterRun, open_sweep: str) -> bool:
     """Whether ``open_sweep`` succeeded in this run or in a run it re-executes."""
     current: dg.DagsterRun | None = run
     while current is not None:
         done = instance.all_logs(current.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
-        if any(event.step_key == OPEN_SWEEP for event in done):
+        if any(event.step_key == open_sweep for event in done):
             return True
         current = instance.get_run_by_id(current.parent_run_id) if current.parent_run_id else None
     return False

@@ -30,6 +30,16 @@ class SweepTarget:
     model_name: Optional[str] = None
     run_pipeline: str = ".venv/bin/dg launch --job iris_pipeline"
 
+    def op(self, name: str) -> str:
+        """A sweep op's name: Iris's as it always was (``open_sweep``), a dataset's prefixed (``wine__open_sweep``:
+        op names are unique within a code location, and one location may hold every pipeline)."""
+        return name if self.dataset == IRIS else f"{self.dataset}__{name}"
+
+    @property
+    def open_sweep(self) -> str:
+        """The op whose config is the sweep (run config: ``ops.open_sweep.config``)."""
+        return self.op("open_sweep")
+
     @property
     def sweep_job(self) -> str:
         return f"{self.dataset}_sweep"
