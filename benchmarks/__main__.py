@@ -67,6 +67,7 @@ def main(argv=None) -> int:
         work = Path(tmp)
         templates = Templates(work)
         for section in args.only:
+            section_started = time.monotonic()
             try:
                 section_rows, detail = run_section(section, templates, settings, work)
             except Exception:  # keep the other sections' rows; the table says what failed
@@ -74,6 +75,7 @@ def main(argv=None) -> int:
                 detail = f"### Section {section!r} failed\n\n```\n{traceback.format_exc()[-3000:]}\n```\n"
                 section_rows = []
                 failed.append(section)
+            print(f"section {section}: {time.monotonic() - section_started:.0f} s", file=sys.stderr, flush=True)
             rows += section_rows
             if detail:
                 details.append(detail)

@@ -540,3 +540,28 @@ def test_a_terminal_run_over_several_pipelines_is_refused_in_one_line(dagster_ho
     assert "dagster asset materialize: this run spans the pipelines digits, iris, wine: " in printed, printed
     assert "Traceback" not in printed and "STEP_START" not in printed
     assert _all_runs(tracking_uri) == []
+
+
+def test_wine_from_a_terminal_on_the_multiprocess_executor(dagster_home, tracking_uri, tmp_path):
+    """docs/datasets.md's terminal command, each step in its own process (each rebuilds Wine's location from
+    the run's origin, as a Celery worker does): one FINISHED MLflow run in wine-classification."""
+    from iris_harness.environment import REPO_ROOT, run_cli
+
+    config = tmp_path / "multiprocess.yaml"
+    config.write_text("execution:\n  config:\n    multiprocess: {}\n")
+    run_cli(
+        "dagster", "job", "execute", "-m", "iris_assets.datasets.locations", "-a", "wine", "-j", "wine_pipeline",
+        "-c", str(config), cwd=REPO_ROOT,
+    )  # fmt: skip
+    (mlflow_run,) = runs_of(tracking_uri, "wine-classification")
+    assert mlflow_run.info.status == "FINISHED"
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS and mlflow_run.data.tags["dagster_run_id"] == run.run_id
+        pids = {
+            e.dagster_event.pid
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event and e.dagster_event.is_step_start
+        }
+    assert len(pids) == 6  # a process per step
+    assert len(_all_runs(tracking_uri)) == 1
