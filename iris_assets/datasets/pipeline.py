@@ -169,7 +169,7 @@ class DatasetParts:
     """What a dataset adds to a code location: its assets, its pipeline and sweep jobs, its trial launcher."""
 
     assets: list[dg.AssetsDefinition]
-    jobs: list[dg.JobDefinition]
+    jobs: list["dg.JobDefinition | dg.UnresolvedAssetJobDefinition"]
     trial_launcher: dg.SensorDefinition
 
 

@@ -28,7 +28,7 @@ from iris_assets.settings import DEFAULT_EXPERIMENT, DEFAULT_OUTAGE_LIMIT_SECOND
 from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG
 from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, assert_complete_iris_run
 from iris_assets_tests.reliability.conftest import repeat
-from iris_harness.environment import QUIET_ENV
+from iris_harness.environment import BIN, QUIET_ENV
 from iris_harness.graphql_client import launch_job, reexecute_from_failure, terminate, wait_for_run
 from iris_harness.processes import wait_until
 from iris_harness.runs import wait_for_step_start
@@ -119,6 +119,41 @@ def test_the_whole_graph_on_celery_workers(scaleout, instance, outcome):
     _assert_values_in_the_bucket(scaleout, run_id)
     outcome.note(
         f"SUCCESS; one MLflow run FINISHED; steps on workers {sorted(set(by_step.values()))}; values and artifacts in the bucket"
+    )
+
+
+def test_a_dataset_on_celery_workers_from_a_terminal(scaleout, instance, tmp_path, outcome):
+    """Wine's pipeline (datasets/wine.yaml) from a terminal with the celery executor: its steps on the workers
+    (each rebuilds Wine's location from the run's origin), one FINISHED MLflow run in wine-classification"""
+    config = tmp_path / "celery.yaml"
+    config.write_text("execution:\n  config:\n    celery: {}\n")
+    command = [
+        str(BIN / "dagster"),
+        "job",
+        "execute",
+        "-m",
+        "iris_assets.datasets.locations",
+        "-a",
+        "wine",
+        "-j",
+        "wine_pipeline",
+    ]
+    done = subprocess.run(
+        [*command, "-c", str(config)], cwd=scaleout.folder, env={**os.environ, **QUIET_ENV, **scaleout.topology.env},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    (run,) = [r for r in instance.get_runs(limit=20) if r.job_name == "wine_pipeline"]
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    by_step = _workers_by_step(scaleout, instance, run.run_id)
+    assert len(by_step) == 6 and None not in by_step.values(), by_step
+    client = scaleout.topology.mlflow_client()
+    experiment = client.get_experiment_by_name("wine-classification")
+    (mlflow_run,) = client.search_runs([experiment.experiment_id], f"tags.{DAGSTER_RUN_ID_TAG} = '{run.run_id}'")
+    assert mlflow_run.info.status == "FINISHED" and "accuracy" in mlflow_run.data.metrics
+    assert [k for k in scaleout.store.keys("dagster/wine/") if run.run_id in k]  # its values in the bucket
+    outcome.note(
+        f"SUCCESS; steps on workers {sorted(set(by_step.values()))}; one MLflow run FINISHED in its experiment"
     )
 
 
