@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from iris_assets.data.schema import FEATURES
@@ -53,8 +54,9 @@ def _all_runs(tracking_uri):
     return [run for e in client.search_experiments() for run in client.search_runs([e.experiment_id])]
 
 
-def test_the_shipped_datasets_are_their_own_code_locations():
-    """One location per dataset: "Materialize all" launches a run per location, so never two datasets in one."""
+def test_the_shipped_datasets_are_their_own_code_locations_and_groups_of_the_location_of_every_pipeline():
+    """Each dataset its own location; and all_pipelines (workspace.datasets.yaml's one location): Iris and each
+    dataset an asset group with its own jobs."""
     assert shipped_names() == ["digits", "wine"]
     wine = locations.wine
     keys = {key.to_user_string() for key in wine.resolve_asset_graph().get_all_asset_keys()}
@@ -64,9 +66,23 @@ def test_the_shipped_datasets_are_their_own_code_locations():
     assert wine.resolve_job_def("wine_pipeline").name == "wine_pipeline"
     with pytest.raises(AttributeError, match=r"the datasets are \['digits', 'wine'\]"):
         locations.no_such_dataset  # noqa: B018
-    workspace = (Path(__file__).parents[1] / "workspace.datasets.yaml").read_text()
-    for name in shipped_names():
-        assert f"attribute: {name}\n      location_name: {name}" in workspace
+    workspace = yaml.safe_load((Path(__file__).parents[1] / "workspace.datasets.yaml").read_text())
+    assert workspace["load_from"] == [
+        {
+            "python_module": {
+                "module_name": "iris_assets.datasets.locations",
+                "attribute": "all_pipelines",
+                "location_name": "all_pipelines",
+            }
+        }
+    ]
+    everything = locations.all_pipelines
+    graph = everything.resolve_asset_graph()
+    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {"iris", *shipped_names()}
+    jobs = {job.name for job in everything.resolve_all_job_defs()}
+    for name in ["iris", *shipped_names()]:
+        assert {f"{name}_pipeline", f"{name}_sweep", f"{name}_trial"} <= jobs
 
 
 @pytest.mark.parametrize(
