@@ -133,3 +133,58 @@ def step_config(config_class: type[dg.Config], op_config: Mapping[str, object]) 
     it (``compute_generator.construct_config_from_context``: the fields equal to their default are left
     out, which the model config's family rule relies on); raises pydantic's ValidationError."""
     return config_class(**config_class._get_non_default_public_field_values_cls(dict(op_config)))  # noqa: SLF001
+
+
+def retry_postgres_connections_within(limit_seconds: Callable[[], float]) -> bool:
+    """Make dagster-postgres retry a failed connection for up to ``limit_seconds()`` (read at each failure),
+    then fail naming PostgreSQL and its address, never its password; whether dagster-postgres is there.
+
+    Every storage of a PostgreSQL instance connects through ``dagster_postgres.utils.create_pg_connection``,
+    which retries through the module's ``retry_pg_connection_fn``: 5 times from 0.2 s, ~11.6 s in all
+    (measured), not configurable, so a PostgreSQL restart or failover of tens of seconds fails steps and
+    runs. No public setting serves. A refused password is not retried: it will not get better."""
+    try:
+        import dagster_postgres.utils as pg_utils
+    except ImportError:
+        return False
+    if getattr(pg_utils.retry_pg_connection_fn, "_iris_within_limit", False):
+        return True
+    import time
+
+    import sqlalchemy
+
+    retried = (sqlalchemy.exc.DatabaseError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)
+
+    def retry_within_limit(fn, retry_limit: int = 5, retry_wait: float = 0.2):
+        started, attempt = time.monotonic(), 0
+        while True:
+            try:
+                return fn()
+            except retried as error:
+                attempt += 1
+                limit = limit_seconds()
+                waited = time.monotonic() - started
+                if "password authentication failed" in str(error) or waited >= limit:
+                    raise pg_utils.DagsterPostgresException(
+                        f"PostgreSQL at {_postgres_address(fn)} unavailable for {waited:.0f} s (limit {limit:.0f} s, "
+                        f"$IRIS_OUTAGE_LIMIT_SECONDS): {_first_line(error)}"
+                    ) from error
+                time.sleep(min(retry_wait * 2 ** (attempt - 1), 2.0, max(limit - waited, 0.05)))
+
+    retry_within_limit._iris_within_limit = True  # type: ignore[attr-defined]
+    pg_utils.retry_pg_connection_fn = retry_within_limit
+    return True
+
+
+def _postgres_address(connect: Callable[[], object]) -> str:
+    """``host:port/database`` of the engine whose ``connect`` failed (no user, no password)."""
+    url = getattr(getattr(connect, "__self__", None), "url", None)
+    if url is None:
+        return "(the instance's storage)"
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+
+
+def _first_line(error: BaseException) -> str:
+    from iris_assets.tracking.redaction import redacted
+
+    return redacted(str(getattr(error, "orig", None) or error).strip().splitlines()[0])[:300]

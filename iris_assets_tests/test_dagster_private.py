@@ -211,3 +211,16 @@ def test_mlflow_s_active_run_stack_and_the_lookups_the_binding_wraps(tracking_ur
     assert "end_run()" in inspect.getsource(fluent._safe_end_run)
     assert "end_run(" in inspect.getsource(fluent.ActiveRun.__exit__)
     assert issubclass(fluent.ActiveRun, mlflow.entities.Run) and mlflow.ActiveRun is fluent.ActiveRun
+
+
+def test_dagster_postgres_connects_through_the_retry_function_the_project_replaces():
+    """retry_postgres_connections_within replaces dagster_postgres.utils.retry_pg_connection_fn; every storage
+    connects through create_pg_connection, which must look that function up in its module at each call."""
+    import dagster_postgres.utils as pg_utils
+
+    from iris_assets import dagster_private
+
+    assert "retry_pg_connection_fn" in pg_utils.create_pg_connection.__wrapped__.__code__.co_names
+    assert dagster_private.retry_postgres_connections_within(lambda: 1.0)
+    assert getattr(pg_utils.retry_pg_connection_fn, "_iris_within_limit", False)
+    assert pg_utils.retry_pg_connection_fn(lambda: "connected") == "connected"

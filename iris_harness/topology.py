@@ -137,26 +137,28 @@ class TcpPostgresServer:
             capture_output=True,
             user=user,
         )
-        self.service = Service(
-            "postgres",
-            [
-                str(binaries / "postgres"),
-                "-D",
-                str(self._data / "db"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-k",
-                str(self._data),
-                "-c",
-                "max_connections=300",
-            ],
-            folder,
-            user=user,
-        )
+        self._command = [
+            str(binaries / "postgres"),
+            "-D",
+            str(self._data / "db"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-k",
+            str(self._data),
+            "-c",
+            "max_connections=300",
+        ]
+        self._folder, self._user = folder, user
         self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.start()
+
+    def start(self) -> None:
+        """The server (again, on the same data and port), once it accepts connections."""
         import psycopg2
+
+        self.service = Service("postgres", self._command, self._folder, user=self._user)
 
         def accepts() -> bool:
             try:
@@ -168,6 +170,10 @@ class TcpPostgresServer:
                 return False
 
         wait_until(accepts, timeout=60, what="PostgreSQL over TCP", interval=0.1)
+
+    def stop_server(self) -> None:
+        """A fast shutdown (SIGINT), keeping the data: what clients see of a restart or failover."""
+        self.service.stop()
 
     def stop(self) -> None:
         self.service.stop()

@@ -17,6 +17,10 @@ the longest step, or the broker takes the task back from a live worker. Redis, b
 contrast, redelivers by a visibility timeout, which also hands a long step to a
 second worker while the first still runs it; hence RabbitMQ.
 
+PostgreSQL restarts: the result backend's reads and writes are retried for up to
+``$IRIS_OUTAGE_LIMIT_SECONDS`` (``outages.result_backend_retries``), as are the
+instance's storage connections (``dagster_private.retry_postgres_connections_within``).
+
 Broker restarts: step results are stored in the instance's PostgreSQL (Celery's
 database result backend), not sent over the broker, so a run worker waiting for a
 step loses nothing when the broker restarts; it publishes the next steps with
@@ -59,6 +63,7 @@ def shared_settings() -> dict[str, Any]:
         **CELERY_SETTINGS,
         "task_publish_retry": True,
         "task_publish_retry_policy": outages.publish_retry_policy(outages.limit_seconds()),
+        **outages.result_backend_retries(outages.limit_seconds()),
     }
 
 

@@ -199,6 +199,19 @@ def publish_retry_policy(seconds: float) -> dict[str, float]:
     return {"max_retries": retries, "interval_start": 0, "interval_step": interval_step, "interval_max": interval_max}
 
 
+def result_backend_retries(seconds: float) -> dict[str, float]:
+    """Celery's retry settings for its result backend (the instance's PostgreSQL) that span ``seconds``:
+    its database backend otherwise gives up after 3 retries within ~0.1 s (measured), failing the run
+    worker that waits for a step. Celery sleeps a random time up to 0.5, 1, then 2 s between tries (full
+    jitter): one retry per second covers ``seconds`` on average."""
+    return {
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": max(int(seconds), 3),
+        "result_backend_base_sleep_between_retries_ms": 250,
+        "result_backend_max_sleep_between_retries_ms": 2000,
+    }
+
+
 def broker_unavailable(broker_url: str, error: BaseException) -> ServiceUnavailable:
     return celery_broker(broker_url).unavailable(limit_seconds(), error)
 

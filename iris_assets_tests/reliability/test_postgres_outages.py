@@ -1,0 +1,112 @@
+"""PostgreSQL going away and coming back, under the two clients a run depends on (issue 32's first part).
+
+A real PostgreSQL over TCP, stopped (fast shutdown) and started again on the same data, as
+a managed database's restart or failover looks to its clients:
+
+* Dagster's storages (dagster-postgres): they retry a failed connection for up to the outage
+  limit ($IRIS_OUTAGE_LIMIT_SECONDS), where dagster-postgres alone gives up after ~11.6 s;
+  past the limit they fail naming PostgreSQL and its address, never its password;
+* Celery's database result backend, where the run worker waits for its steps' results and
+  the workers store them: its retries span the limit, where Celery's defaults give up in
+  ~0.1 s (BackendGetMetaError: the run failed).
+"""
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from iris_assets import dagster_private, location
+from iris_assets.execution import celery as iris_celery
+from iris_harness.topology import TcpPostgresServer
+
+PASSWORD = "pg-secret-never-shown"
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    server = TcpPostgresServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _url(server: TcpPostgresServer) -> str:
+    # trust authentication: the password is never checked, only carried, as a real URL would carry it
+    return f"postgresql+psycopg2://postgres:{PASSWORD}@127.0.0.1:{server.port}/postgres"
+
+
+def _away_for(server: TcpPostgresServer, seconds: float) -> threading.Thread:
+    """Stop PostgreSQL now; start it again ``seconds`` later, in the background."""
+    server.stop_server()
+
+    def come_back() -> None:
+        time.sleep(seconds)
+        server.start()
+
+    thread = threading.Thread(target=come_back, daemon=True)
+    thread.start()
+    return thread
+
+
+def _timed(call):
+    started = time.monotonic()
+    try:
+        return call(), time.monotonic() - started
+    except Exception as error:
+        return error, time.monotonic() - started
+
+
+def test_dagster_s_storage_rides_out_postgres_away_for_longer_than_its_own_retries(postgres, monkeypatch):
+    from dagster_postgres import PostgresEventLogStorage
+
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "40")
+    assert dagster_private.retry_postgres_connections_within(location._outage_limit)
+    storage = PostgresEventLogStorage(_url(postgres))
+    assert storage.get_logs_for_run("no-such-run") == []
+    back = _away_for(postgres, 16)  # dagster-postgres alone gives up after ~11.6 s
+    answer, waited = _timed(lambda: storage.get_logs_for_run("no-such-run"))
+    back.join()
+    assert answer == [], answer
+    assert waited >= 14, waited  # it did wait for PostgreSQL
+
+
+def test_past_the_limit_dagster_s_storage_names_postgres_without_its_password(postgres, monkeypatch):
+    from dagster_postgres import PostgresEventLogStorage
+
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "3")
+    assert dagster_private.retry_postgres_connections_within(location._outage_limit)
+    storage = PostgresEventLogStorage(_url(postgres))
+    back = _away_for(postgres, 12)
+    error, waited = _timed(lambda: storage.get_logs_for_run("no-such-run"))
+    back.join()
+    message = str(error)
+    assert f"PostgreSQL at 127.0.0.1:{postgres.port}/postgres unavailable for " in message, message
+    assert "(limit 3 s, $IRIS_OUTAGE_LIMIT_SECONDS)" in message and PASSWORD not in message
+    assert 3 <= waited < 8, waited  # about the limit, not a multiple of it
+
+
+@pytest.mark.parametrize("settings", ["the project's", "Celery's defaults"])
+def test_celery_s_result_backend_rides_out_postgres_away_within_the_limit(postgres, monkeypatch, settings):
+    """The run worker's wait for a step's result (get_task_meta) while PostgreSQL is away for 6 s: answered
+    with the project's settings (limit 20 s); Celery's defaults give up at once (the run would fail)."""
+    from celery import Celery
+
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "20")
+    app = Celery(broker="memory://", backend=f"db+{_url(postgres)}")
+    if settings == "the project's":
+        app.conf.update(iris_celery.shared_settings())
+    else:
+        app.conf.update(database_engine_options=iris_celery.CELERY_SETTINGS["database_engine_options"])
+    task_id = str(uuid.uuid4())
+    app.backend.store_result(task_id, {"step": "model"}, "SUCCESS")
+    back = _away_for(postgres, 6)
+    answer, waited = _timed(lambda: app.backend.get_task_meta(task_id, cache=False))
+    back.join()
+    if settings == "the project's":
+        assert isinstance(answer, dict) and answer["status"] == "SUCCESS", answer
+        assert answer["result"] == {"step": "model"} and waited >= 5, waited
+    else:
+        assert type(answer).__name__ == "BackendGetMetaError" and waited < 5, (answer, waited)
