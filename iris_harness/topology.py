@@ -95,7 +95,13 @@ class Postgres:
                 return cursor.fetchall()
 
     def close(self) -> None:
+        import psycopg2
+
         try:
+            if self._admin.closed or self.tcp_server is not None:  # the server may have restarted since
+                self._admin.close()
+                self._admin = psycopg2.connect(self.admin_url)
+                self._admin.autocommit = True
             with self._admin.cursor() as cursor:
                 for name in self.databases.values():
                     cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -425,6 +425,25 @@ def test_a_service_stopped_mid_step_within_the_limit(scaleout, instance, outcome
     )
 
 
+def test_postgres_stopped_mid_step_within_the_limit(scaleout, instance, outcome):
+    """PostgreSQL (Dagster's storage, Celery's results, the step leases, MLflow's backend store) stopped mid-step for 10 s: SUCCESS unattended, one FINISHED MLflow run, each step once"""
+    run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
+    wait_for_step_start(instance, "model", run_id, timeout=300)
+    time.sleep(1)
+    server = scaleout.postgres.tcp_server
+    assert server is not None
+    away = _outage(server.stop_server, server.start, 10)
+    assert _final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
+    assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
+    successes = _successes_by_step(instance, run_id)
+    assert successes == {s: 1 for s in [*STORED_ASSETS, "registered_model"]}, successes
+    _assert_recorded_once(scaleout, instance, run_id, _mlflow_run(scaleout, run_id), [run_id])
+    outcome.note(
+        f"PostgreSQL away {away:.0f} s (stopped 10 s, then its start): SUCCESS without a retry, one FINISHED "
+        "MLflow run, each step once"
+    )
+
+
 # The executors that run steps without Celery, and the line each logs as a run starts.
 LOCAL_EXECUTORS = {"in_process": "Executing steps in process", "multiprocess": "Executing steps using multiprocess"}
 
