@@ -409,10 +409,12 @@ def _outage(stop, start, seconds: float) -> float:
 OUTAGE_SERVICES = {"broker": lambda scaleout: scaleout.broker, "object store": lambda scaleout: scaleout.store}
 
 
-@pytest.mark.parametrize("seconds", [10, 45])
+# 45 s of the 60 s limit: a shorter blip takes the same retry paths (its 10 s case ran here until the suite
+# needed the minute for the datasets and PostgreSQL cases; RELIABILITY.md keeps its measurement).
+@pytest.mark.parametrize("seconds", [45])
 @pytest.mark.parametrize("service", list(OUTAGE_SERVICES))
 def test_a_service_stopped_mid_step_within_the_limit(scaleout, instance, outcome, service, seconds):
-    """Broker, or object store, stopped mid-step for 10 s, then 45 s: SUCCESS unattended, one FINISHED MLflow run, each step once, every stored value intact"""
+    """Broker, or object store, stopped mid-step for 45 s: SUCCESS unattended, one FINISHED MLflow run, each step once, every stored value intact"""
     run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
     wait_for_step_start(instance, "model", run_id, timeout=300)
     time.sleep(1)
