@@ -151,7 +151,7 @@ def render(rows: list[Row], details: list[str], facts: dict, quick: bool, minute
         "",
         "```bash",
         ".venv/bin/python -m benchmarks            # everything, writes BENCHMARKS.md (~15 min here)",
-        ".venv/bin/python -m benchmarks --quick    # smoke test, as CI runs it",
+        ".venv/bin/python -m benchmarks --quick    # smoke test (CI runs it without scaleout and sweep)",
         "```",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, mode **{mode}**, in {minutes:.1f} min.",
