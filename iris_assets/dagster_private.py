@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -188,3 +189,33 @@ def _first_line(error: BaseException) -> str:
     from iris_assets.tracking.redaction import redacted
 
     return redacted(str(getattr(error, "orig", None) or error).strip().splitlines()[0])[:300]
+
+
+def queue_asset_subset_run(
+    plan_context: object,
+    asset_keys: AbstractSet[dg.AssetKey],
+    run_config: Callable[[dg.JobDefinition], Mapping[str, object]],
+    tags: Mapping[str, str],
+) -> str:
+    """From inside a run worker: a new run of the same job over ``asset_keys`` (their checks included), with
+    ``run_config(subset job)`` and ``tags``, submitted to the run queue; its id. Dagster's public APIs create
+    runs from a sensor, a schedule or the UI, not from a running run; these calls (the plan context's
+    reconstructable job, ``create_run_for_job``, ``submit_run`` without a workspace, which the queued
+    coordinator does not need) do what a sensor's RunRequest would."""
+    import dagster as dg
+
+    run = plan_context.dagster_run  # type: ignore[attr-defined]
+    instance = plan_context.instance  # type: ignore[attr-defined]
+    keys = frozenset(asset_keys)
+    subset = plan_context.reconstructable_job.get_subset(asset_selection=keys).get_definition()  # type: ignore[attr-defined]
+    child = instance.create_run_for_job(
+        job_def=subset,
+        run_config=run_config(subset),
+        tags=dict(tags),
+        asset_selection=keys,
+        remote_job_origin=run.remote_job_origin,
+        job_code_origin=run.job_code_origin,
+        status=dg.DagsterRunStatus.NOT_STARTED,
+    )
+    instance.submit_run(child.run_id, workspace=None)
+    return child.run_id

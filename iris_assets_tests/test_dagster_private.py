@@ -224,3 +224,31 @@ def test_dagster_postgres_connects_through_the_retry_function_the_project_replac
     assert dagster_private.retry_postgres_connections_within(lambda: 1.0)
     assert getattr(pg_utils.retry_pg_connection_fn, "_iris_within_limit", False)
     assert pg_utils.retry_pg_connection_fn(lambda: "connected") == "connected"
+
+
+def test_a_run_worker_can_still_create_and_queue_a_subset_run():
+    """queue_asset_subset_run relies on the plan context's reconstructable job, create_run_for_job with an
+    asset selection and origins, and submit_run accepting no workspace for the queued coordinator."""
+    import inspect
+
+    from dagster._core.execution.context.system import PlanOrchestrationContext
+    from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
+
+    assert isinstance(inspect.getattr_static(PlanOrchestrationContext, "reconstructable_job"), property)
+    parameters = inspect.signature(dg.DagsterInstance.create_run_for_job).parameters
+    assert {
+        "job_def",
+        "run_config",
+        "tags",
+        "asset_selection",
+        "remote_job_origin",
+        "job_code_origin",
+        "status",
+    } <= set(parameters)
+    assert (
+        "workspace"
+        not in inspect.getsource(QueuedRunCoordinator.submit_run)
+        .split("def submit_run", 1)[1]
+        .split("dagster_run = context.dagster_run", 1)[1]
+        .split("def cancel_run", 1)[0]
+    )

@@ -11,8 +11,9 @@ without a step (SUCCESS, no MLflow run). Each child is then an ordinary run: one
 run in its pipeline's experiment.
 
 A terminal command (``dagster asset materialize --select '*'``) has no daemon behind it to
-run queued children: it is refused in one line naming the pipelines' jobs instead, as is
-an instance whose run coordinator does not queue runs.
+run queued children: it is refused in one line naming the pipelines instead, as is an
+instance whose run coordinator does not queue runs. The Dagster calls that create and queue
+a run from inside a run are private: ``dagster_private.queue_asset_subset_run``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, Optional
 
 import dagster as dg
 
-from iris_assets import settings
+from iris_assets import dagster_private, settings
 from iris_assets.config_errors import MAX_RETRIES_TAG
 
 SPLIT_FROM_TAG = "iris/split_from"  # on each child run: the run it was split from
@@ -48,15 +49,19 @@ def _selected(job: dg.JobDefinition, run: dg.DagsterRun) -> Any:
     return run.asset_selection or job.asset_layer.asset_graph.get_all_asset_keys()
 
 
-def refuse_spanning(job: dg.JobDefinition, run: dg.DagsterRun, command: Optional[str] = None) -> None:
+def _spanning(by_group: Mapping[str, Any], command: Optional[str] = None) -> SpansPipelines:
+    return SpansPipelines(
+        f"{f'{command}: ' if command else ''}this run spans the pipelines {', '.join(sorted(by_group))}: one run "
+        "is one MLflow run, so run one pipeline at a time (its job, or its asset group), or launch it from the "
+        "UI, whose queue runs one run per pipeline"
+    )
+
+
+def refuse_spanning(job: dg.JobDefinition, run: dg.DagsterRun) -> None:
     """Raise SpansPipelines, in one line naming them, when ``run`` holds assets of several pipelines."""
     by_group = pipelines_of(job, _selected(job, run))
     if len(by_group) > 1:
-        raise SpansPipelines(
-            f"{f'{command}: ' if command else ''}this run spans the pipelines {', '.join(sorted(by_group))}: one run "
-            "is one MLflow run, so run one pipeline at a time (its job, or its asset group), or launch it from the "
-            "UI, whose queue runs one run per pipeline"
-        )
+        raise _spanning(by_group)
 
 
 def split_by_pipeline(plan_context: Any) -> list[str]:
@@ -71,23 +76,17 @@ def split_by_pipeline(plan_context: Any) -> list[str]:
     instance: dg.DagsterInstance = plan_context.instance
     if command is not None or not isinstance(instance.run_coordinator, dg.QueuedRunCoordinator):
         instance.add_run_tags(run.run_id, {MAX_RETRIES_TAG: "0"})  # the same run would be refused again
-        refuse_spanning(job, run, command)
-    recon = plan_context.reconstructable_job
+        raise _spanning(by_group, command)
     children = []
     for group, group_keys in sorted(by_group.items()):
-        subset = recon.get_subset(asset_selection=frozenset(group_keys)).get_definition()
-        child = instance.create_run_for_job(
-            job_def=subset,
-            run_config=_config_for(subset, run.run_config or {}),
+        child = dagster_private.queue_asset_subset_run(
+            plan_context,
+            group_keys,
+            run_config=lambda subset: _config_for(subset, run.run_config or {}),
             tags={**_user_tags(run.tags), SPLIT_FROM_TAG: run.run_id},
-            asset_selection=frozenset(group_keys),
-            remote_job_origin=run.remote_job_origin,
-            job_code_origin=run.job_code_origin,
-            status=dg.DagsterRunStatus.NOT_STARTED,
         )
-        instance.submit_run(child.run_id, workspace=None)  # type: ignore[arg-type]  # the queue needs none
-        children.append(child.run_id)
-        plan_context.log.info(f"pipeline {group}: run {child.run_id} ({len(group_keys)} assets)")
+        children.append(child)
+        plan_context.log.info(f"pipeline {group}: run {child} ({len(group_keys)} assets)")
     return children
 
 
