@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # What the MLflow binding uses (it imports nothing else of the project), shared with the
 # project's executors, IO manager and workers: defined in the binding's own fence.
@@ -175,6 +175,45 @@ def retry_postgres_connections_within(limit_seconds: Callable[[], float]) -> boo
     retry_within_limit._iris_within_limit = True  # type: ignore[attr-defined]
     pg_utils.retry_pg_connection_fn = retry_within_limit
     return True
+
+
+def instance_config_defaults(base_dir: str) -> Mapping[str, object]:
+    """The defaults of the settings a dagster.yaml leaves out, which Dagster asks a custom
+    ``instance_class`` for (``InstanceRef.from_dir`` calls ``config_defaults``); Dagster's own are on
+    the private ``InstanceRef``, and no public class serves."""
+    from dagster._core.instance.ref import InstanceRef
+
+    return InstanceRef.config_defaults(base_dir)
+
+
+def ping_pooled_postgres_connections(instance: dg.DagsterInstance) -> int:
+    """Check each pooled PostgreSQL connection of ``instance``'s storages before use (SQLAlchemy's
+    ``checkout`` event; a dead one is replaced: ``DisconnectionError``); how many engines are pooled.
+
+    ``optimize_for_webserver`` gives each storage a pool holding a connection open, which a PostgreSQL
+    restart closes under it: the webserver's next request failed (measured). dagster-postgres builds
+    that engine itself, with no setting for SQLAlchemy's ``pool_pre_ping``; its ``_engine`` is private.
+    """
+    import sqlalchemy
+
+    pooled = 0
+    for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
+        engine = getattr(getattr(storage, "_storage", storage), "_engine", None)
+        if isinstance(engine, sqlalchemy.engine.Engine) and not isinstance(engine.pool, sqlalchemy.pool.NullPool):
+            if not sqlalchemy.event.contains(engine, "checkout", _ping_before_use):
+                sqlalchemy.event.listen(engine, "checkout", _ping_before_use)
+            pooled += 1
+    return pooled
+
+
+def _ping_before_use(dbapi_connection: Any, _record: object, _proxy: object) -> None:
+    import sqlalchemy
+
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as error:
+        raise sqlalchemy.exc.DisconnectionError(str(error)) from error
 
 
 def _postgres_address(connect: Callable[[], object]) -> str:

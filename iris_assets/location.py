@@ -37,22 +37,14 @@ def load(build: Callable[[], dg.Definitions]) -> dg.Definitions:
         if refused_config:
             print(refused_config, file=sys.stderr)
             sys.exit(config_errors.EXIT_STATUS)
-    from iris_assets import dagster_private
     from iris_assets.execution.run_workers import fork_run_workers
+    from iris_assets.instance import ride_out_postgres_restarts
 
     # Every process that loads a location (code server, run workers, step processes, Celery workers)
-    # rides out a PostgreSQL restart of up to the outage limit, then names PostgreSQL.
-    dagster_private.retry_postgres_connections_within(_outage_limit)
+    # rides out a PostgreSQL restart of up to the outage limit, then names PostgreSQL, also on an
+    # instance that does not name iris_assets.instance.IrisInstance.
+    ride_out_postgres_restarts()
 
     # In a code server, run workers are forked from a preloaded forkserver (execution/run_workers.py).
     fork_run_workers()
     return definitions
-
-
-def _outage_limit() -> float:
-    from iris_assets.execution import outages
-
-    try:
-        return outages.limit_seconds()
-    except settings.SettingError:  # refused, naming it, where settings are validated
-        return settings.DEFAULT_OUTAGE_LIMIT_SECONDS

@@ -226,6 +226,22 @@ def test_dagster_postgres_connects_through_the_retry_function_the_project_replac
     assert pg_utils.retry_pg_connection_fn(lambda: "connected") == "connected"
 
 
+def test_deploy_s_instance_class_loads_with_dagster_s_own_defaults(tmp_path):
+    """deploy/dagster.yaml's instance_class: Dagster asks it for config_schema and config_defaults (the
+    private InstanceRef's); what it leaves out gets Dagster's defaults, and its pooled-connection check
+    finds no pool on a sqlite instance."""
+    from iris_assets import dagster_private
+    from iris_assets.instance import IrisInstance
+
+    (tmp_path / "dagster.yaml").write_text(
+        "instance_class:\n  module: iris_assets.instance\n  class: IrisInstance\ntelemetry:\n  enabled: false\n"
+    )
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance) is IrisInstance
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert dagster_private.ping_pooled_postgres_connections(instance) == 0
+
+
 def test_a_run_worker_can_still_create_and_queue_a_subset_run():
     """queue_asset_subset_run relies on the plan context's reconstructable job, create_run_for_job with an
     asset selection and origins, and submit_run accepting no workspace for the queued coordinator."""

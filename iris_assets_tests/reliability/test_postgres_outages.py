@@ -16,9 +16,11 @@ import time
 import uuid
 
 import pytest
+import yaml
 
-from iris_assets import dagster_private, location
+from iris_assets import dagster_private
 from iris_assets.execution import celery as iris_celery
+from iris_assets.instance import IrisInstance, ride_out_postgres_restarts
 from iris_harness.topology import TcpPostgresServer
 
 PASSWORD = "pg-secret-never-shown"
@@ -63,7 +65,7 @@ def test_dagster_s_storage_rides_out_postgres_away_for_longer_than_its_own_retri
     from dagster_postgres import PostgresEventLogStorage
 
     monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "40")
-    assert dagster_private.retry_postgres_connections_within(location._outage_limit)
+    assert ride_out_postgres_restarts()
     storage = PostgresEventLogStorage(_url(postgres))
     assert storage.get_logs_for_run("no-such-run") == []
     back = _away_for(postgres, 16)  # dagster-postgres alone gives up after ~11.6 s
@@ -77,7 +79,7 @@ def test_past_the_limit_dagster_s_storage_names_postgres_without_its_password(po
     from dagster_postgres import PostgresEventLogStorage
 
     monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "3")
-    assert dagster_private.retry_postgres_connections_within(location._outage_limit)
+    assert ride_out_postgres_restarts()
     storage = PostgresEventLogStorage(_url(postgres))
     postgres.stop_server()
     error, waited = _timed(lambda: storage.get_logs_for_run("no-such-run"))
@@ -115,3 +117,47 @@ def test_celery_s_result_backend_rides_out_postgres_away_within_the_limit(postgr
         assert answer["result"] == {"step": "model"} and waited >= 5, waited
     else:
         assert type(answer).__name__ == "BackendGetMetaError" and waited < 5, (answer, waited)
+
+
+def _instance_folder(tmp_path, server: TcpPostgresServer, instance_class: bool):
+    folder = tmp_path / ("iris" if instance_class else "plain")
+    folder.mkdir()
+    config = {"storage": {"postgres": {"postgres_url": _url(server)}}, "telemetry": {"enabled": False}}
+    if instance_class:  # as deploy/dagster.yaml names it
+        config["instance_class"] = {"module": "iris_assets.instance", "class": "IrisInstance"}
+    (folder / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+@pytest.mark.parametrize("instance_class", ["IrisInstance", "DagsterInstance"])
+def test_the_webserver_s_pooled_connections_after_a_postgres_restart(postgres, tmp_path, monkeypatch, instance_class):
+    """The webserver's instance (optimize_for_webserver: one pooled connection per storage), PostgreSQL
+    restarted under it: with deploy/dagster.yaml's IrisInstance the next queries are answered; Dagster's own
+    instance answers the first query of each storage with the closed connection's error (what the webserver did)."""
+    import dagster as dg
+
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "20")
+    folder = _instance_folder(tmp_path, postgres, instance_class == "IrisInstance")
+    with dg.DagsterInstance.from_config(str(folder)) as instance:
+        assert (type(instance) is IrisInstance) == (instance_class == "IrisInstance")
+        instance.optimize_for_webserver(statement_timeout=5000, pool_recycle=3600, max_overflow=20)
+        assert instance.get_runs() == [] and instance.all_logs("no-such-run") == []
+        if instance_class == "IrisInstance":  # its three storages' pools are checked before use
+            assert dagster_private.ping_pooled_postgres_connections(instance) == 3
+        postgres.stop_server()
+        postgres.start()
+        answers = []
+        for query in (instance.get_runs, lambda: instance.all_logs("no-such-run"), instance.get_runs):
+            try:
+                answers.append(query())
+            except Exception as error:
+                answers.append(type(error).__name__)
+        if instance_class == "IrisInstance":
+            assert answers == [[], [], []], answers
+            back = _away_for(postgres, 4)  # still away when asked: it waits, then answers
+            answer, waited = _timed(instance.get_runs)
+            back.join()
+            assert answer == [] and waited >= 3, (answer, waited)
+        else:
+            # each storage's first query meets its closed connection (then SQLAlchemy replaces its pool)
+            assert answers == ["OperationalError", "OperationalError", []], answers
