@@ -15,7 +15,7 @@ import pytest
 
 from iris_assets import settings
 from iris_assets.execution import outages
-from iris_assets.execution.step_task import step_lease
+from iris_assets.execution.leases import step_lease
 from iris_harness.processes import free_port
 
 
@@ -93,7 +93,7 @@ def postgres_url(tmp_path_factory):
 
 _HOLD = """
 import sys, time
-from iris_assets.execution.step_task import step_lease
+from iris_assets.execution.leases import step_lease
 with step_lease("run-1", "model") as leased:
     print(leased, flush=True)
     time.sleep(600)
@@ -127,3 +127,38 @@ def test_without_postgres_every_delivery_has_the_lease(monkeypatch):
     monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
     with step_lease("run-1", "model") as first, step_lease("run-1", "model") as second:
         assert first and second
+
+
+def test_a_reexecution_waits_for_the_lease_of_its_predecessor_s_step(postgres_url, monkeypatch):
+    """A retry's run worker, before its first step: a step of the run it re-executes (or of that run's
+    parent) still holds its lease -> it waits, then refuses naming the step and run; freed -> no wait."""
+    import dagster as dg
+
+    from iris_assets.execution.leases import PredecessorStillRunning, wait_for_predecessors
+
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url.replace("+psycopg2", ""))
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = instance.add_run(dg.DagsterRun(job_name="j", run_id="run-1", status=dg.DagsterRunStatus.FAILURE))
+        retry = instance.add_run(
+            dg.DagsterRun(job_name="j", run_id="run-2", parent_run_id="run-1", root_run_id="run-1")
+        )
+        resumed = dg.DagsterRun(job_name="j", run_id="run-3", parent_run_id="run-2", root_run_id="run-1")
+        assert first.status == dg.DagsterRunStatus.FAILURE and retry.parent_run_id == "run-1"
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+        )
+        said: list[str] = []
+        try:
+            assert holder.stdout.readline().strip() == "True"  # run-1's model still runs
+            with pytest.raises(PredecessorStillRunning, match=r"Step 'model' of run run-1 still runs on a worker"):
+                wait_for_predecessors(instance, resumed, ["splits", "model"], said.append, wait_seconds=1.5)
+            assert said == ["Waiting up to 2 s for step 'model' of run run-1 to stop on its worker."], said
+            holder.send_signal(signal.SIGKILL)  # stopped by its worker
+            holder.wait(timeout=30)
+            said.clear()
+            wait_for_predecessors(instance, resumed, ["splits", "model"], said.append, wait_seconds=30)
+            assert said == [] or said == ["Waiting up to 30 s for step 'model' of run run-1 to stop on its worker."]
+        finally:
+            holder.kill()
+            holder.wait(timeout=30)
+            holder.stdout.close()

@@ -135,21 +135,6 @@ def terminate(port: int, run_id: str) -> None:
 RUN_EVENTS = "query($id: ID!) { logsForRun(runId: $id) { __typename } }"
 
 
-def reload_until_answered(port: int, run_id: str, timeout: float = 60) -> None:
-    """Read a run's events until the webserver answers, as a person reloads the page.
-
-    After a PostgreSQL restart each of the webserver's storages fails its first query on
-    a stale pooled connection (the pool then replaces it); a run that survived the
-    restart by itself never made the event log's fail, and the next launch would.
-    """
-
-    wait_until(
-        lambda: _unless_server_error(port, RUN_EVENTS, {"id": run_id}) is not None,
-        timeout=timeout,
-        what="the webserver to answer again",
-    )
-
-
 LOCATIONS = """
 query { workspaceOrError { __typename ... on Workspace { locationEntries {
   name locationOrLoadError { __typename } } } } }

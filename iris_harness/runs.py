@@ -45,3 +45,11 @@ def wait_for_step_start(
         return None
 
     return wait_until(started, timeout=timeout, what=f"step {step_key} to start", interval=0.1)
+
+
+def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int:
+    """The pid of a run's run worker, from the engine event its launcher logs."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        if (entry.message or "").startswith("Started process for run (pid:"):
+            return int(entry.dagster_event.event_specific_data.metadata["pid"].value)
+    raise AssertionError(f"no run worker pid in the event log of {run_id}")

@@ -19,7 +19,7 @@ second worker while the first still runs it; hence RabbitMQ.
 
 PostgreSQL restarts: the result backend's reads and writes are retried for up to
 ``$IRIS_OUTAGE_LIMIT_SECONDS`` (``outages.result_backend_retries``), as are the
-instance's storage connections (``dagster_private.retry_postgres_connections_within``).
+instance's storage connections (``iris_assets.instance``).
 
 Broker restarts: step results are stored in the instance's PostgreSQL (Celery's
 database result backend), not sent over the broker, so a run worker waiting for a

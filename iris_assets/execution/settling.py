@@ -4,6 +4,8 @@
   killed outright can be told from one still working, and its runs closed; and it
   waits, up to the outage limit, for the services the run needs to answer
   (``execution.outages``): a retry launched during an outage waits for the recovery.
+* Before the first step of a retry or re-execution, it waits until no step of the runs
+  it re-executes still runs on a worker (``execution.leases``).
 * A step that cannot be handed to the Celery broker within the limit fails the run
   naming the broker and its address.
 * After the last step, it ends the MLflow run a dead step process left RUNNING.
@@ -29,6 +31,7 @@ import dagster as dg
 from iris_assets import config_errors, io_manager, settings
 from iris_assets.execution import outages, split
 from iris_assets.execution.heap import frozen_survivors
+from iris_assets.execution.leases import wait_for_predecessors
 from iris_assets.runs.summary import summary
 from iris_assets.runs.workers import record_worker
 from iris_assets.tracking.closing import settle_after_steps
@@ -64,6 +67,13 @@ class SettlingExecutor(dg.Executor):
             for service, error in away:
                 if service.name == outages.BROKER:  # no step can start: fail now, naming it
                     raise service.unavailable(outages.limit_seconds(), error)
+            # A retry continues its predecessor's MLflow run: not while a step of that run still runs.
+            wait_for_predecessors(
+                plan_context.instance,
+                plan_context.dagster_run,
+                execution_plan.step_keys_to_execute,
+                plan_context.log.warning,
+            )
             with frozen_survivors():
                 yield from self._inner.execute(plan_context, execution_plan)
         except Exception as error:

@@ -3,10 +3,9 @@
 A step's message is acknowledged when the step ends (``task_acks_late``), so the
 broker hands it out again when it cannot tell that it ended: the worker died (the
 step must run again), or the broker restarted while the step ran or before its
-acknowledgement arrived (it must not). A worker executes a step holding a lease: a
-PostgreSQL advisory lock on the run and step, on a connection of its own, which
-PostgreSQL releases when that worker dies. Before executing, a delivery takes the
-lease and reads the run's event log:
+acknowledgement arrived (it must not). A worker executes a step holding its lease
+(``execution.leases``: released by PostgreSQL when that worker dies). Before executing,
+a delivery takes the lease and reads the run's event log:
 
 * the lease stays held for ``LEASE_WAIT_SECONDS`` -> a live worker is executing this
   step -> dropped (the wait: PostgreSQL frees a killed worker's lease a moment after
@@ -22,32 +21,36 @@ is no lease and a redelivered step runs again (steps are idempotent).
 
 A dropped step writes nothing (no MLflow call, no stored value, no result: the
 worker that ran it stores that) and leaves one line in the worker's log.
+
+While a step runs, its worker asks every ``WATCH_SECONDS`` whether the run has failed or
+been canceled (its run worker died, or an outage past the limit failed it); then the step
+is stopped, with a line in the worker's log, before the run's retry writes into the same
+MLflow run (the retry waits for the step's lease).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+import os
+import signal
+import threading
 from typing import Any, Optional
 
 import celery
 import dagster as dg
-import sqlalchemy
 from celery.exceptions import Ignore
 from celery.utils.log import get_task_logger
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
-from psycopg2 import errorcodes  # type: ignore[import-untyped]
 
-from iris_assets import dagster_private, settings
+from iris_assets import dagster_private
 from iris_assets.execution.celery import worker_settings
+from iris_assets.execution.leases import step_lease
 
 logger = get_task_logger(__name__)
-# Long enough for PostgreSQL to end a killed worker's session on a loaded machine; short
-# enough that a duplicate delivery occupies a worker briefly.
-LEASE_WAIT_SECONDS = 30
+# How often a running step asks whether its run has ended (then it stops: see StopWhenRunEnds).
+WATCH_SECONDS = 2.0
+_RUN_OVER = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 _ENDED = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED)
 
 
@@ -62,47 +65,39 @@ class StepTask(celery.Task):
             if reason is not None:
                 logger.warning(f"Dropped step {step.step_key!r} of run {step.run_id}: {reason}.")
                 raise Ignore()  # acknowledged, no result stored
-            return super().__call__(*args, **kwargs)
-
-
-@contextmanager
-def step_lease(run_id: str, step_key: str, wait_seconds: float = LEASE_WAIT_SECONDS) -> Iterator[bool]:
-    """Hold the lease of a run's step while the block runs, waiting up to ``wait_seconds`` for it;
-    whether it was had (True without PostgreSQL)."""
-    url = settings.current().dagster_postgres_sqlalchemy_url
-    if url is None:
-        yield True
-        return
-    key = int.from_bytes(hashlib.sha256(f"{run_id}/{step_key}".encode()).digest()[:8], "big", signed=True)
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            # Session-level: held until released or the connection ends (the worker died).
-            leased = _lock(connection, key, wait_seconds)
+            watch = StopWhenRunEnds(step.instance_ref, step.run_id, step.step_key)
+            watch.start()
             try:
-                yield leased
+                return super().__call__(*args, **kwargs)
             finally:
-                if leased:
-                    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):  # PostgreSQL restarted: released anyway
-                        connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-    finally:
-        engine.dispose()
+                watch.done.set()
 
 
-def _lock(connection: sqlalchemy.Connection, key: int, wait_seconds: float) -> bool:
-    """Take a session-level advisory lock, waiting at most ``wait_seconds``; whether it was taken."""
-    connection.execute(
-        sqlalchemy.text("SELECT set_config('lock_timeout', :timeout, false)"),
-        {"timeout": f"{max(1, int(wait_seconds * 1000))}ms"},  # 0 would mean forever
-    )
-    try:
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-    except sqlalchemy.exc.OperationalError as error:
-        if getattr(error.orig, "pgcode", None) == errorcodes.LOCK_NOT_AVAILABLE:
-            connection.rollback()
-            return False
-        raise
-    return True
+class StopWhenRunEnds(threading.Thread):
+    """Stops the step it watches once its run has failed or was canceled: a run worker that died, or a
+    run failed while this step ran, would otherwise leave the step writing into the MLflow run that the
+    run's retry or re-execution continues. It kills this pool process (its lease goes with it, and the
+    retry waits for that: ``execution.leases``); the message comes back to the queue and is dropped."""
+
+    def __init__(self, instance_ref: Any, run_id: str, step_key: str):
+        super().__init__(name=f"watch {run_id}/{step_key}", daemon=True)
+        self.instance_ref, self.run_id, self.step_key = instance_ref, run_id, step_key
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with dg.DagsterInstance.from_ref(self.instance_ref) as instance:
+            while not self.done.wait(WATCH_SECONDS):
+                try:
+                    run = instance.get_run_by_id(self.run_id)
+                except Exception:  # the storage is away: the step goes on, asked again later
+                    continue
+                if run is not None and run.status in _RUN_OVER and not self.done.is_set():
+                    logger.warning(
+                        f"Stopped step {self.step_key!r} of run {self.run_id}: the run is {run.status.value} "
+                        "(its retry or re-execution continues its MLflow run)."
+                    )
+                    logging.shutdown()  # the line is out before the process ends
+                    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def why_drop(instance: dg.DagsterInstance, run_id: str, step_key: str) -> Optional[str]:

@@ -16,6 +16,7 @@ step message the broker hands out again for the failed run is dropped.
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -30,14 +31,15 @@ from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, 
 from iris_assets_tests.reliability.conftest import repeat
 from iris_harness.environment import BIN, QUIET_ENV
 from iris_harness.graphql_client import (
+    RUN_EVENTS,
+    graphql,
     launch_job,
     reexecute_from_failure,
-    reload_until_answered,
     terminate,
     wait_for_run,
 )
 from iris_harness.processes import wait_until
-from iris_harness.runs import wait_for_step_start
+from iris_harness.runs import run_worker_pid, wait_for_step_start
 from iris_harness.scaleout import BUCKET, ScaleOut
 
 pytestmark = pytest.mark.servers
@@ -433,25 +435,95 @@ def test_a_service_stopped_mid_step_within_the_limit(scaleout, instance, outcome
     )
 
 
-def test_postgres_stopped_mid_step_within_the_limit(scaleout, instance, outcome):
-    """PostgreSQL (Dagster's storage, Celery's results, the step leases, MLflow's backend store) stopped mid-step for 10 s: SUCCESS unattended, one FINISHED MLflow run, each step once"""
-    run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
-    wait_for_step_start(instance, "model", run_id, timeout=300)
-    time.sleep(1)
+def _postgres_outages_mid_run(scaleout, instance, run_id: str, seconds: list[int]) -> list[float]:
+    """Stop PostgreSQL (Dagster's storage, Celery's results, the step leases, MLflow's backend store) for
+    each of ``seconds`` in turn: the first a second into `model`, the next once a later step has started."""
     server = scaleout.postgres.tcp_server
     assert server is not None
-    away = _outage(server.stop_server, server.start, 10)
+    away, later_steps = [], iter(["metrics", "registered_model"])
+    wait_for_step_start(instance, "model", run_id, timeout=300)
+    time.sleep(1)
+    for outage in seconds:
+        away.append(_outage(server.stop_server, server.start, outage))
+        if len(away) < len(seconds):
+            wait_for_step_start(instance, next(later_steps), run_id, timeout=300)
+    return away
+
+
+def _assert_everything_rode_it_out(scaleout, instance, run_id: str, outages_ended: float) -> None:
+    """After PostgreSQL came back: the webserver answers at once (its pooled connections were checked),
+    the daemon's loops beat again, the run's log holds each step's start and success once."""
+    graphql(scaleout.topology.web_port, RUN_EVENTS, {"id": run_id})  # raises on an error answer
+    wait_until(
+        lambda: all(beat.timestamp > outages_ended for beat in instance.get_daemon_heartbeats().values()),
+        120,
+        "every daemon to beat after the outage",
+    )
+    assert scaleout.topology.services["daemon"].process.poll() is None
+    starts = _count(e.dagster_event.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))
+    assert starts == {s: 1 for s in [*STORED_ASSETS, "registered_model"]}, starts
+
+
+def test_postgres_stopped_mid_step_within_the_limit(scaleout, instance, outcome):
+    """PostgreSQL (Dagster's storage, Celery's results, the step leases, MLflow's backend store) stopped for 10 s mid-step, then for 45 s during a later step, on the Celery workers: SUCCESS unattended, one FINISHED MLflow run, each step once, nothing missing from the run's log; webserver and daemon answer afterwards"""
+    run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
+    away = _postgres_outages_mid_run(scaleout, instance, run_id, [10, 45])
+    ended = time.time()
     assert _final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
-    # The webserver (it loads no project code) still holds a stale pooled connection to the event log,
-    # whose first query fails: read the run's events until it answers, before the next launch (issue 32).
-    reload_until_answered(scaleout.topology.web_port, run_id)
+    _assert_everything_rode_it_out(scaleout, instance, run_id, ended)
     assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
     successes = _successes_by_step(instance, run_id)
     assert successes == {s: 1 for s in [*STORED_ASSETS, "registered_model"]}, successes
     _assert_recorded_once(scaleout, instance, run_id, _mlflow_run(scaleout, run_id), [run_id])
     outcome.note(
-        f"PostgreSQL away {away:.0f} s (stopped 10 s, then its start): SUCCESS without a retry, one FINISHED "
-        "MLflow run, each step once"
+        f"PostgreSQL away {away[0]:.0f} s, then {away[1]:.0f} s: SUCCESS without a retry, one FINISHED MLflow run, "
+        "each step started and succeeded once; the webserver answered at once, every daemon beat again"
+    )
+
+
+def test_postgres_stopped_mid_step_on_the_multiprocess_executor(scaleout, instance, outcome):
+    """PostgreSQL stopped for 45 s mid-step of a run on the multiprocess executor (PostgreSQL storage): SUCCESS unattended, one FINISHED MLflow run, each step once"""
+    run_config = {**SLOW_MODEL, "execution": {"config": {"multiprocess": {}}}}
+    run_id = launch_job(scaleout.topology.web_port, run_config=run_config)
+    away = _postgres_outages_mid_run(scaleout, instance, run_id, [45])
+    ended = time.time()
+    assert _final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
+    _assert_everything_rode_it_out(scaleout, instance, run_id, ended)
+    messages = [entry.message or "" for entry in instance.all_logs(run_id)]
+    assert any(m.startswith(LOCAL_EXECUTORS["multiprocess"]) for m in messages)
+    assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
+    _assert_recorded_once(scaleout, instance, run_id, _mlflow_run(scaleout, run_id), [run_id])
+    outcome.note(
+        f"multiprocess: PostgreSQL away {away[0]:.0f} s: SUCCESS without a retry, one FINISHED MLflow run, each step once"
+    )
+
+
+def test_a_run_failed_with_its_step_still_on_a_worker_then_its_retry(scaleout, instance, outcome):
+    """Run worker killed while `model` runs on a Celery worker: the run fails, the worker stops the orphaned step, and only then does the automatic retry write into the same MLflow run: SUCCESS, the MLflow run FINISHED with each step's work once, nothing from the orphan"""
+    run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
+    wait_for_step_start(instance, "model", run_id, timeout=300)
+    mlflow_run = _mlflow_run(scaleout, run_id)
+    os.kill(run_worker_pid(instance, run_id), signal.SIGKILL)
+    assert wait_for_run(scaleout.topology.web_port, run_id, timeout=300) == "FAILURE"
+    stopped = f"Stopped step 'model' of run {run_id}: the run is FAILURE"
+    wait_until(lambda: any(stopped in w.log() for w in scaleout.workers.values()), 60, "a worker to stop the step")
+    retry = wait_until(
+        lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id})),
+        300,
+        "the automatic retry",
+    )[0]
+    assert _final_status(scaleout, instance, retry.run_id, timeout=900) == "SUCCESS", _why(
+        scaleout, instance, retry.run_id
+    )
+    # The orphan wrote nothing: no success, no stored value; its message came back and was dropped.
+    assert "model" not in _successes_by_step(instance, run_id)
+    assert not _has_model(scaleout, run_id)
+    dropped = f"Dropped step 'model' of run {run_id}: the run is FAILURE."
+    wait_until(lambda: any(dropped in w.log() for w in scaleout.workers.values()), 120, "the stopped step dropped")
+    _assert_recorded_once(scaleout, instance, run_id, mlflow_run, [run_id, retry.run_id])
+    outcome.note(
+        "run FAILURE (its run worker killed mid-`model`); the worker stopped the orphaned step; the automatic retry "
+        "SUCCESS; one FINISHED MLflow run, one model and version, nothing stored by the orphan"
     )
 
 
