@@ -24,7 +24,7 @@ from pathlib import Path
 import dagster as dg
 
 from iris_harness.processes import Service, free_port, stop_all, wait_until
-from iris_harness.topology import Postgres, Topology
+from iris_harness.topology import Postgres, Topology, compose_environment
 
 BUCKET = "iris"
 S3_KEY, S3_SECRET = "iris-test-key", "iris-test-secret-5e7b9c"
@@ -201,7 +201,11 @@ class ScaleOut:
             env=self.env,
             instance_yaml=instance_yaml,
             mlflow_artifacts=f"s3://{BUCKET}/mlartifacts",
-            mlflow_env={**storage, "MLFLOW_S3_ENDPOINT_URL": self.store.endpoint, "AWS_DEFAULT_REGION": "us-east-1"},
+            mlflow_env={
+                **storage,
+                "MLFLOW_S3_ENDPOINT_URL": self.store.endpoint,
+                **compose_environment("mlflow", ("AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE")),
+            },
         )
         self.workers: dict[int, Service] = {}
         self.worker_count = workers

@@ -192,6 +192,13 @@ def compose_command(service: str) -> list[str]:
     return list(compose["services"][service]["command"])
 
 
+def compose_environment(service: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Some of a service's environment values from docker-compose.yml (those without substitutions)."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    environment = compose["services"][service]["environment"]
+    return {name: str(environment[name]) for name in names}
+
+
 def rest(base: str, path: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(
         f"{base}{path}",

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from iris_assets.tracking.config import TrackingConfig
 from iris_assets.tracking.errors import MlflowBindingError
-from iris_assets.tracking.redaction import without_credentials
+from iris_assets.tracking.redaction import redacted, without_credentials
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -46,6 +46,13 @@ _UNREACHABLE = (
     "Remote end closed connection",
     "Read timed out",
 )
+
+
+# What urllib3 says, inside MLflow's error, when a server kept answering 5xx until the retries ran out: it
+# is up, and what failed is behind it. On an artifact upload through its proxy (`mlflow server
+# --serve-artifacts`), that is the object store of its artifacts destination; otherwise its backend store.
+_KEPT_ANSWERING_5XX = re.compile(r"too many (5\d\d) error responses")
+_ARTIFACT_PROXY_PATH = "/api/2.0/mlflow-artifacts/"
 
 
 @contextmanager
@@ -182,7 +189,7 @@ def check_tracking_uri(tracking_uri: str) -> None:
 def store_problem(tracking_uri: str, source: str, error: Exception) -> str:
     """A one-paragraph explanation of why the tracking store could not be used."""
     shown = f"{without_credentials(tracking_uri)!r} (from {source})"
-    detail = str(error).strip().splitlines()[0][:400] if str(error).strip() else type(error).__name__
+    detail = redacted(str(error).strip().splitlines()[0])[:400] if str(error).strip() else type(error).__name__
     if isinstance(error, ModuleNotFoundError) and "psycopg" in str(error):
         return (
             f"MLflow tracking URI {shown} needs a PostgreSQL driver that is not installed "
@@ -193,6 +200,18 @@ def store_problem(tracking_uri: str, source: str, error: Exception) -> str:
         from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES
 
         retries = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
+        answered = _KEPT_ANSWERING_5XX.search(str(error))
+        if answered and _ARTIFACT_PROXY_PATH in str(error):
+            return (
+                f"The object store behind MLflow tracking server {shown} (the server's artifacts destination) "
+                f"is unavailable: the server answered {answered.group(1)} to an artifact upload through its "
+                f"proxy {retries + 1} times with backoff: {detail}"
+            )
+        if answered:
+            return (
+                f"MLflow tracking server {shown} answered {answered.group(1)} {retries + 1} times with backoff "
+                f"(its backend store may be unavailable): {detail}"
+            )
         return f"MLflow tracking server {shown} is unreachable (gave up after {retries} retries with backoff): {detail}"
     return f"MLflow tracking URI {shown} cannot be used: {detail}"
 

@@ -27,6 +27,9 @@ from iris_harness.runs import start_job_execute, wait_for_step_start
 
 # A forest big enough that the model step is still running when the fault lands.
 SLOW = {"ops": {"model": {"config": {"n_estimators": 300}}}}
+# Still training when its run worker is killed (300 trees on every core took 1.4 s, done before the kill).
+SLOWER_TREES = 1000
+SLOWER = {"ops": {"model": {"config": {"n_estimators": SLOWER_TREES, "n_jobs": 1}}}}
 MULTIPROCESS = {"execution": {"config": {"multiprocess": {"max_concurrent": 1}}}}
 
 
@@ -49,6 +52,22 @@ def _started_run(instance, tmp_path, config: dict, name: str = "run"):
     step = wait_for_step_start(instance, "model")
     wait_until(lambda: instance.get_run_by_id(step.run_id).tags.get(RUN_WORKER_TAG), 60, "the worker tag")
     return process, instance.get_run_by_id(step.run_id)
+
+
+def _step_process_pid(instance, run_id: str, step_key: str) -> int:
+    """The pid of a multiprocess step's process, from the event it logs as it starts."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTED):
+        if entry.step_key == step_key:
+            return int(entry.dagster_event.event_specific_data.metadata["pid"].value)
+    raise AssertionError(f"no step process of {step_key} in run {run_id}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
 
 
 def _iris_runs(*args: str) -> subprocess.CompletedProcess:
@@ -96,17 +115,26 @@ def test_killed_cli_run_is_closed_by_the_command_and_continued(
 def test_killed_multiprocess_parent_is_closed_by_the_daemon_sensor(
     dagster_home, instance, tracking_uri, tmp_path, outcome, repetition
 ):
-    """`kill -9` of the multiprocess executor's parent mid-step: the daemon's `close_dead_runs` sensor closes the run; re-execution continues the MLflow run"""
-    process, run = _started_run(instance, tmp_path, {**SLOW, **MULTIPROCESS, **_store_in_config(tracking_uri)})
-    _kill(process, group=False)  # the run worker only: its step process is orphaned, then finishes or dies
+    """`kill -9` of the multiprocess executor's parent mid-step: its step process ends with it (writing nothing more), the daemon's `close_dead_runs` sensor closes the run; re-execution continues the MLflow run"""
+    process, run = _started_run(instance, tmp_path, {**SLOWER, **MULTIPROCESS, **_store_in_config(tracking_uri)})
+    step_pid = _step_process_pid(instance, run.run_id, "model")
+    assert _alive(step_pid)  # the step runs: the case is a run worker dying under it
+    _kill(process, group=False)  # the run worker only: its step process ends with it (forkserver_ready.py)
+    wait_until(lambda: not _alive(step_pid), 30, "the step process to end with its run worker")
     mlflow_run = only_run(tracking_uri)
     with dg.build_sensor_context(instance=instance) as context:  # what the daemon evaluates
         reason = close_dead_runs(context)
     assert "closed 1 run" in reason.skip_message, reason.skip_message
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
     wait_until(lambda: only_run(tracking_uri).info.status == "FAILED", 120, "the MLflow run to end FAILED")
-    _finish_by_reexecution(instance, tracking_uri, run.run_id, mlflow_run.info.run_id)
-    outcome.note("sensor: run FAILURE, MLflow FAILED; re-execution: same MLflow run FINISHED")
+    assert not [
+        e for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS) if e.step_key == "model"
+    ]
+    _finish_by_reexecution(instance, tracking_uri, run.run_id, mlflow_run.info.run_id, n_estimators=SLOWER_TREES)
+    outcome.note(
+        "the orphaned step process ended with its run worker; sensor: run FAILURE, MLflow FAILED; "
+        "re-execution: same MLflow run FINISHED"
+    )
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from iris_harness.graphql_client import (
 )
 from iris_harness.processes import wait_until
 from iris_harness.runs import run_worker_pid, wait_for_step_start
-from iris_harness.scaleout import BUCKET, ScaleOut
+from iris_harness.scaleout import BUCKET, S3_SECRET, ScaleOut
 
 pytestmark = pytest.mark.servers
 
@@ -496,6 +496,61 @@ def test_postgres_stopped_mid_step_on_the_multiprocess_executor(scaleout, instan
     outcome.note(
         f"multiprocess: PostgreSQL away {away[0]:.0f} s: SUCCESS without a retry, one FINISHED MLflow run, each step once"
     )
+
+
+# A client of the tracking server, on a short outage limit, uploading one artifact through the server's
+# proxy once the test has stopped the object store behind it; prints how long the upload took and its error.
+_UPLOAD_THROUGH_THE_PROXY = """
+import sys, time
+from iris_assets.tracking.store import mlflow_client
+client = mlflow_client(sys.argv[1], source="the test")
+run = client.create_run(client.create_experiment(sys.argv[2]))
+print("ready", flush=True)
+sys.stdin.readline()
+started = time.monotonic()
+try:
+    client.log_text(run.info.run_id, "an artifact", "probe.txt")
+    print("uploaded", flush=True)
+except Exception as error:
+    print(f"{time.monotonic() - started:.1f}", type(error).__name__, error, flush=True)
+client.set_terminated(run.info.run_id, "FAILED")
+"""
+SHORT_LIMIT = 5
+
+
+def test_object_store_past_a_short_limit_behind_the_mlflow_server(scaleout, outcome):
+    """Object store stopped while an artifact goes through the MLflow server's proxy, past a short limit (5 s): the upload fails naming the object store behind the server, not the server, within the limit plus a bounded margin"""
+    env = {**scaleout.topology.env, "IRIS_OUTAGE_LIMIT_SECONDS": str(SHORT_LIMIT)}
+    env.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)  # derived from the limit
+    client = subprocess.Popen(
+        [sys.executable, "-c", _UPLOAD_THROUGH_THE_PROXY, scaleout.topology.mlflow_url, "object-store-past-the-limit"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        assert client.stdout.readline().strip() == "ready"
+        scaleout.store.stop()
+        try:
+            client.stdin.write("go\n")
+            client.stdin.flush()
+            answer = client.stdout.readline().strip()
+        finally:
+            scaleout.store.start()
+        assert client.wait(timeout=120) == 0
+    finally:
+        client.kill()
+    seconds, kind, message = answer.split(" ", 2)
+    assert kind == "MlflowBindingError", answer
+    assert message.startswith(f"The object store behind MLflow tracking server '{scaleout.topology.mlflow_url}'"), (
+        message
+    )
+    assert "is unreachable" not in message and S3_SECRET not in message
+    outcome.note(
+        f"upload failed after {float(seconds):.1f} s (limit {SHORT_LIMIT} s) naming the object store behind the server"
+    )
+    assert float(seconds) < 2 * SHORT_LIMIT + 5, answer  # retries span at most twice the limit, each 500 quick
 
 
 def test_a_run_failed_with_its_step_still_on_a_worker_then_its_retry(scaleout, instance, outcome):
