@@ -167,7 +167,7 @@ def retry_postgres_connections_within(limit_seconds: Callable[[], float]) -> boo
                 waited = time.monotonic() - started
                 if "password authentication failed" in str(error) or waited >= limit:
                     raise pg_utils.DagsterPostgresException(
-                        f"PostgreSQL at {_postgres_address(fn)} unavailable for {waited:.0f} s (limit {limit:.0f} s, "
+                        f"PostgreSQL at {_postgres_address(fn)} did not answer for {waited:.0f} s (limit {limit:.0f} s, "
                         f"$IRIS_OUTAGE_LIMIT_SECONDS): {_first_line(error)}"
                     ) from error
                 time.sleep(min(retry_wait * 2 ** (attempt - 1), 2.0, max(limit - waited, 0.05)))

@@ -7,7 +7,13 @@ the instance gets it, the webserver and the daemon included, which load no proje
   fails naming PostgreSQL and its address, never its password (dagster-postgres alone gives
   up after ~11.6 s, with no setting);
 * the webserver's pooled connections are checked before use, so the first request after a
-  restart is not answered with an error from a connection PostgreSQL has closed.
+  restart is not answered with an error from a connection PostgreSQL has closed;
+* a storage call whose statement was in flight when PostgreSQL dropped the connection is made
+  again, within the limit: a restart terminates the statements it finds running, and steps
+  reading asset records or writing an event at that moment failed (measured). Every public
+  method of the three storages is wrapped; a write that committed just before the drop would
+  be made twice, but PostgreSQL aborts a statement it terminates, so that window is the
+  reply's transit alone.
 
 A project that keeps ``storage: postgres`` without this class still gets the first point in
 every process that loads its code (``location.load`` calls ``ride_out_postgres_restarts``).
@@ -15,11 +21,17 @@ every process that loads its code (``location.load`` calls ``ride_out_postgres_r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import dagster as dg
 
 from iris_assets import dagster_private, settings
+
+T = TypeVar("T")
 
 
 def outage_limit_seconds() -> float:
@@ -39,6 +51,12 @@ def ride_out_postgres_restarts() -> bool:
 class IrisInstance(dg.DagsterInstance):
     """A ``DagsterInstance`` whose PostgreSQL storage rides out restarts (see the module)."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for storage in (self.run_storage, self.event_log_storage, self.schedule_storage):
+            if storage is not None:
+                make_calls_again_after_a_dropped_connection(storage)
+
     # What Dagster asks of a class named by dagster.yaml's `instance_class`: its own settings (none)
     # and the defaults of the settings dagster.yaml leaves out (Dagster's own).
     @classmethod
@@ -52,6 +70,40 @@ class IrisInstance(dg.DagsterInstance):
     def optimize_for_webserver(self, statement_timeout: int, pool_recycle: int, max_overflow: int) -> None:
         super().optimize_for_webserver(statement_timeout, pool_recycle, max_overflow)
         dagster_private.ping_pooled_postgres_connections(self)
+
+
+# Storage methods that open no connection of their own, or that must run once.
+_CALLED_ONCE = {"dispose", "optimize_for_webserver", "register_instance", "upgrade", "migrate", "reindex"}
+
+
+def make_calls_again_after_a_dropped_connection(storage: object) -> None:
+    """Wrap each public method of a Dagster storage object (``again_after_a_dropped_connection``)."""
+    for name in dir(type(storage)):
+        if name.startswith("_") or name in _CALLED_ONCE:
+            continue
+        if inspect.isfunction(inspect.getattr_static(type(storage), name)):  # not a property or classmethod
+            setattr(storage, name, again_after_a_dropped_connection(getattr(storage, name)))
+
+
+def again_after_a_dropped_connection(write: Callable[..., T]) -> Callable[..., T]:
+    """``write``, called again while it fails because PostgreSQL dropped its connection (SQLAlchemy marks
+    such an error ``connection_invalidated``), up to the outage limit; the next call's connection waits
+    for PostgreSQL like any other."""
+
+    @functools.wraps(write)
+    def again(*args: Any, **kwargs: Any) -> T:
+        import sqlalchemy
+
+        started = time.monotonic()
+        while True:
+            try:
+                return write(*args, **kwargs)
+            except sqlalchemy.exc.DBAPIError as error:
+                if not error.connection_invalidated or time.monotonic() - started >= outage_limit_seconds():
+                    raise
+                time.sleep(0.5)
+
+    return again
 
 
 # Installed as Dagster reads dagster.yaml (it imports this class before opening any storage).

@@ -162,3 +162,20 @@ def test_a_reexecution_waits_for_the_lease_of_its_predecessor_s_step(postgres_ur
             holder.kill()
             holder.wait(timeout=30)
             holder.stdout.close()
+
+
+def test_the_run_worker_tells_postgres_giving_up_from_other_errors():
+    """What the run worker fails a run with, once PostgreSQL answers again: the storage's own error naming
+    PostgreSQL, found however Dagster wrapped it; any other error is left as it is."""
+    from dagster_postgres.utils import DagsterPostgresException
+
+    gave_up = DagsterPostgresException("PostgreSQL at db:5432/dagster did not answer for 60 s (limit 60 s, …)")
+    try:
+        try:
+            raise gave_up
+        except DagsterPostgresException as error:
+            raise RuntimeError("while writing STEP_FAILURE") from error
+    except RuntimeError as wrapped:
+        assert outages.postgres_gave_up(wrapped) is gave_up
+    assert outages.postgres_gave_up(DagsterPostgresException("too many retries for DB connection")) is None
+    assert outages.postgres_gave_up(ValueError("PostgreSQL at db:5432/dagster")) is None

@@ -294,15 +294,20 @@ class Topology:
     def stop_service(self, name: str) -> None:
         self.services.pop(name).stop()
 
-    def start(self) -> "Topology":
-        self.start_mlflow()
-        self.start_code()
+    def start_webserver(self, wait: bool = True) -> None:
         web = compose_command("webserver")
         web[web.index("-h") + 1] = "127.0.0.1"
         web[web.index("-p") + 1] = str(self.web_port)
         self.services["webserver"] = webserver = Service("webserver", web, self.folder, self.env)
+        if wait:
+            wait_for_http(f"http://127.0.0.1:{self.web_port}/server_info", webserver)
+
+    def start(self) -> "Topology":
+        self.start_mlflow()
+        self.start_code()
+        self.start_webserver(wait=False)
         self.start_daemon()
-        wait_for_http(f"http://127.0.0.1:{self.web_port}/server_info", webserver)
+        wait_for_http(f"http://127.0.0.1:{self.web_port}/server_info", self.services["webserver"])
         return self
 
     def take_services(self) -> list[Service]:

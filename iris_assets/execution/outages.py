@@ -13,7 +13,10 @@ store of ``$IRIS_ASSET_STORAGE`` (``s3://``), and the Celery broker of a run on 
 * the Celery executor publishes a step with the same budget (``publish_retry_policy``),
   and the run worker names the broker when it gives up (``broker_unavailable``);
 * MLflow's client retries tracking server requests within the limit
-  (``settings.http_retries_within``).
+  (``settings.http_retries_within``);
+* the instance's PostgreSQL: every storage connection retries within the limit, then fails
+  naming it (``iris_assets.instance``); the run worker then waits for PostgreSQL to answer
+  again, to record that the run failed and why (``record_when_postgres_answers``).
 
 Addresses are shown without their ``user:password@``.
 """
@@ -222,3 +225,38 @@ def is_broker_error(error: BaseException) -> bool:
     except ImportError:
         return False
     return isinstance(error, (OperationalError, ConnectionError)) and not isinstance(error, ServiceUnavailable)
+
+
+# -- PostgreSQL, the instance's storage ----------------------------------------------------------
+
+# How long a run worker whose storage gave up waits for PostgreSQL to answer again, to record why the
+# run failed; a restart or failover is back long before. Past it the run worker ends without a record,
+# and the dead-run check (``runs.sensors.close_dead_runs``) fails the run.
+RECORDING_WAIT_SECONDS = 600
+
+
+def postgres_gave_up(error: BaseException) -> Optional[BaseException]:
+    """The error in ``error``'s chain by which the instance's PostgreSQL storage gave up at the limit
+    (raised by ``dagster_private.retry_postgres_connections_within``, naming PostgreSQL), if any."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ == "DagsterPostgresException" and str(current).startswith("PostgreSQL at "):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def record_when_postgres_answers(instance: Any, run_id: str, gave_up: BaseException) -> ServiceUnavailable:
+    """Wait, up to ``RECORDING_WAIT_SECONDS``, until the instance's storage answers again; the error to
+    fail the run with (Dagster records it as the run's failure once it can write)."""
+    deadline = time.monotonic() + RECORDING_WAIT_SECONDS
+    pauses = backoff()
+    while time.monotonic() < deadline:
+        try:
+            instance.get_run_by_id(run_id)
+            break
+        except Exception:
+            time.sleep(next(pauses))
+    return ServiceUnavailable(shown_error(gave_up))

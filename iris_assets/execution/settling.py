@@ -7,7 +7,8 @@
 * Before the first step of a retry or re-execution, it waits until no step of the runs
   it re-executes still runs on a worker (``execution.leases``).
 * A step that cannot be handed to the Celery broker within the limit fails the run
-  naming the broker and its address.
+  naming the broker and its address; when the instance's PostgreSQL gave up past the
+  limit, the run worker waits for it to answer again and fails the run naming it.
 * After the last step, it ends the MLflow run a dead step process left RUNNING.
   Step processes end the MLflow run themselves (resource teardown, see
   ``closing.settle``); one killed mid-step cannot, but the run worker outlives
@@ -79,6 +80,10 @@ class SettlingExecutor(dg.Executor):
         except Exception as error:
             if broker is not None and outages.is_broker_error(error):
                 raise outages.broker_unavailable(broker, error) from error
+            gave_up = outages.postgres_gave_up(error)
+            if gave_up is not None:  # nothing is recorded while PostgreSQL is away: wait to say why
+                run_id = plan_context.dagster_run.run_id
+                raise outages.record_when_postgres_answers(plan_context.instance, run_id, gave_up) from error
             raise
         finally:
             try:

@@ -331,6 +331,30 @@ def test_postgres_restarted_mid_run(topology, instance, outcome, repetition):
     )
 
 
+def test_webserver_and_daemon_stopped_mid_run(topology, instance, outcome):
+    """Webserver and daemon stopped mid-step (a redeploy of both), started again 20 s later: the run goes on without them, SUCCESS unattended, one FINISHED MLflow run; both answer again"""
+    run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG)
+    wait_for_step_start(instance, "model", run_id)
+    stopped = time.time()
+    topology.stop_service("webserver")
+    topology.stop_service("daemon")
+    try:
+        time.sleep(20)
+        status = instance.get_run_by_id(run_id).status
+    finally:
+        topology.start_webserver()
+        topology.start_daemon()
+    assert wait_for_run(topology.web_port, run_id) == "SUCCESS", topology.logs()
+    _assert_finished_once(topology, _mlflow_run_of(topology, run_id).info.run_id, [run_id])
+    wait_until(
+        lambda: (beats := instance.get_daemon_heartbeats()) and all(b.timestamp > stopped for b in beats.values()),
+        timeout=120,
+        what="every daemon to beat again",
+        interval=1,
+    )
+    outcome.note(f"run {status.value} while both were away; SUCCESS, one MLflow run FINISHED; every daemon beat again")
+
+
 # What the daemon logs on a run it put back in the queue (deploy/dagster.yaml's run_coordinator).
 REQUEUED = "Run dequeue failed to reach the user code server, re-submitting the run into the queue"
 

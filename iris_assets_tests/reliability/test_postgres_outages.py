@@ -85,7 +85,7 @@ def test_past_the_limit_dagster_s_storage_names_postgres_without_its_password(po
     error, waited = _timed(lambda: storage.get_logs_for_run("no-such-run"))
     postgres.start()
     message = str(error)
-    assert f"PostgreSQL at 127.0.0.1:{postgres.port}/postgres unavailable for " in message, message
+    assert f"PostgreSQL at 127.0.0.1:{postgres.port}/postgres did not answer for " in message, message
     assert "(limit 3 s, $IRIS_OUTAGE_LIMIT_SECONDS)" in message and PASSWORD not in message
     assert 3 <= waited < 8, waited  # about the limit, not a multiple of it
 
@@ -144,6 +144,9 @@ def test_the_webserver_s_pooled_connections_after_a_postgres_restart(postgres, t
         assert instance.get_runs() == [] and instance.all_logs("no-such-run") == []
         if instance_class == "IrisInstance":  # its three storages' pools are checked before use
             assert dagster_private.ping_pooled_postgres_connections(instance) == 3
+            # and their calls made again after a dropped connection (test_a_write_in_flight_…)
+            assert hasattr(instance.event_log_storage.get_logs_for_run, "__wrapped__")
+            assert hasattr(instance.run_storage.get_runs, "__wrapped__")
         postgres.stop_server()
         postgres.start()
         answers = []
@@ -161,3 +164,50 @@ def test_the_webserver_s_pooled_connections_after_a_postgres_restart(postgres, t
         else:
             # each storage's first query meets its closed connection (then SQLAlchemy replaces its pool)
             assert answers == ["OperationalError", "OperationalError", []], answers
+
+
+def test_a_write_in_flight_when_postgres_stops_is_written_again(postgres, monkeypatch):
+    """A statement running when PostgreSQL stops (fast shutdown terminates it: what failed a step's event
+    write mid-run) is run again once PostgreSQL is back, within the limit; without the wrapper it fails."""
+    import sqlalchemy
+
+    from iris_assets.instance import again_after_a_dropped_connection
+
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "20")
+    assert ride_out_postgres_restarts()
+    engine = sqlalchemy.create_engine(_url(postgres), poolclass=sqlalchemy.pool.NullPool, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE IF NOT EXISTS written (n int)"))
+    calls = []
+
+    def slow_write() -> int:
+        import dagster_postgres.utils as pg_utils
+
+        calls.append(time.monotonic())
+        with pg_utils.create_pg_connection(engine) as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_sleep(2)"))  # PostgreSQL stops meanwhile
+            connection.execute(sqlalchemy.text("INSERT INTO written VALUES (1)"))
+        return len(calls)
+
+    def stop_mid_statement(seconds: float) -> threading.Thread:
+        def run() -> None:
+            time.sleep(0.8)
+            postgres.stop_server()
+            time.sleep(seconds)
+            postgres.start()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    outage = stop_mid_statement(3)
+    answer, _ = _timed(slow_write)
+    outage.join()
+    assert type(answer).__name__ == "OperationalError" and answer.connection_invalidated, answer
+    outage = stop_mid_statement(3)
+    answer, waited = _timed(again_after_a_dropped_connection(slow_write))
+    outage.join()
+    assert answer == 3 and waited >= 3, (answer, waited)  # the first try dropped, the second after the restart
+    with engine.connect() as connection:
+        assert connection.execute(sqlalchemy.text("SELECT count(*) FROM written")).scalar() == 1
+    engine.dispose()

@@ -1,21 +1,15 @@
 """Beyond one machine: steps on Celery workers, values and artifacts in S3-compatible storage.
 
-One topology for the module (iris_harness/scaleout.py): PostgreSQL over TCP, RabbitMQ,
-SeaweedFS, the MLflow server storing artifacts in the bucket, the code server, webserver
-and daemon, and two `iris-worker` processes with their own folders and homes. Runs are
-launched through the webserver's GraphQL API with `execution: {config: {celery: {}}}`.
-
-The outage cases come last, on the same topology (started with the default outage limit,
-$IRIS_OUTAGE_LIMIT_SECONDS = 60 s, and deploy/dagster.yaml's one automatic run retry). A
-blip within the limit must cost nothing: the run ends SUCCESS with no one acting, bound
-to one FINISHED MLflow run, each step's work recorded once. An outage past the limit
-fails the run naming the broker; its automatic retry waits for the broker, fails before
-any step, and a re-execution of that retry continues the chain's first MLflow run; a
-step message the broker hands out again for the failed run is dropped.
+On the module's own topology (reliability/scaleout_checks.py), runs are launched through the
+webserver's GraphQL API with `execution: {config: {celery: {}}}`: the whole graph, a dataset,
+runs through the queue, a worker killed, a run canceled, artifacts without credentials, a
+sweep; then the MLflow server restarted under the in-process and multiprocess executors, and a
+run worker killed while its step runs on a worker (the step is stopped before the retry
+writes). The outages of the other services are in test_scaleout_outages.py, on a topology of
+their own.
 """
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -24,15 +18,30 @@ import time
 import dagster as dg
 import pytest
 
-from iris_assets.execution.outages import broker_address
-from iris_assets.settings import DEFAULT_EXPERIMENT, DEFAULT_OUTAGE_LIMIT_SECONDS
+from iris_assets.settings import DEFAULT_EXPERIMENT
 from iris_assets.tracking.tags import DAGSTER_RUN_ID_TAG, DAGSTER_RUN_IDS_TAG
 from iris_assets_tests.mlflow_checks import EXPECTED_ARTIFACTS, artifact_paths, assert_complete_iris_run
 from iris_assets_tests.reliability.conftest import repeat
+from iris_assets_tests.reliability.scaleout_checks import (
+    CELERY,
+    LOCAL_EXECUTORS,
+    SLOW_MODEL,
+    STORED_ASSETS,
+    assert_recorded_once,
+    assert_values_in_the_bucket,
+    count,
+    final_status,
+    has_stored_model,
+    mlflow_run_of,
+    open_instance,
+    outage,
+    start_topology,
+    successes_by_step,
+    why_failed,
+    workers_by_step,
+)
 from iris_harness.environment import BIN, QUIET_ENV
 from iris_harness.graphql_client import (
-    RUN_EVENTS,
-    graphql,
     launch_job,
     reexecute_from_failure,
     terminate,
@@ -40,91 +49,25 @@ from iris_harness.graphql_client import (
 )
 from iris_harness.processes import wait_until
 from iris_harness.runs import run_worker_pid, wait_for_step_start
-from iris_harness.scaleout import BUCKET, S3_SECRET, ScaleOut
 
 pytestmark = pytest.mark.servers
 
-CELERY = {"execution": {"config": {"celery": {}}}}
-# Big enough that the model step is still running when a fault lands.
-SLOW_MODEL = {"ops": {"model": {"config": {"n_estimators": 2000, "n_jobs": 1}}}}
-STORED_ASSETS = ["raw_data", "splits", "model", "metrics", "onnx_model"]  # registered_model stores no value
-
-
-@pytest.fixture(scope="module")
-def scaleout(tmp_path_factory):
-    # The default outage limit (the suite's is 5 s): the outage cases stop services for up to 45 s.
-    topology = ScaleOut(
-        tmp_path_factory.mktemp("scaleout"),
-        workers=2,
-        env={"IRIS_OUTAGE_LIMIT_SECONDS": str(DEFAULT_OUTAGE_LIMIT_SECONDS)},
-    )
-    try:
-        yield topology.start()
-    finally:
-        topology.stop()
-
-
-@pytest.fixture(scope="module")
-def instance(scaleout):
-    with scaleout.topology.instance() as instance:
-        yield instance
-
-
-def _why(scaleout, instance, run_id: str) -> str:
-    """The run's failure messages, then the services' logs: what an assertion shows."""
-    texts = []
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is not None and event.event_type in (
-            dg.DagsterEventType.STEP_FAILURE,
-            dg.DagsterEventType.RUN_FAILURE,
-        ):
-            error = getattr(event.event_specific_data, "error", None)
-            texts.append((entry.message or "") + (error.to_string() if error else ""))
-    workers = "\n".join(f"--- worker{i}\n{w.log()[-2000:]}" for i, w in scaleout.workers.items())
-    return "\n".join(texts)[-6000:] + "\n" + workers
-
-
-def _final_status(scaleout, instance, run_id: str, timeout: float = 900) -> str:
-    """The run's final status; a run that never ends fails the test with what `_why` shows."""
-    try:
-        return wait_for_run(scaleout.topology.web_port, run_id, timeout=timeout)
-    except TimeoutError as error:
-        raise AssertionError(f"{error}\n{_why(scaleout, instance, run_id)}") from None
-
-
-def _mlflow_run(scaleout, dagster_run_id: str):
-    client = scaleout.topology.mlflow_client()
-    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
-    (run,) = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.{DAGSTER_RUN_ID_TAG} = '{dagster_run_id}'"
-    )
-    return run
-
-
-def _workers_by_step(scaleout, instance, run_id: str) -> dict[str, int]:
-    steps = {e.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)}
-    return {step: scaleout.worker_of(instance, run_id, step) for step in steps}
-
-
-def _assert_values_in_the_bucket(scaleout, run_id: str) -> None:
-    keys = scaleout.store.keys("dagster/")
-    for asset in STORED_ASSETS:
-        assert f"dagster/{asset}/{run_id}.pickle" in keys, (asset, [k for k in keys if run_id in k])
+scaleout = pytest.fixture(scope="module", name="scaleout")(start_topology)
+instance = pytest.fixture(scope="module", name="instance")(open_instance)
 
 
 def test_the_whole_graph_on_celery_workers(scaleout, instance, outcome):
     """The whole graph on two Celery workers: one FINISHED MLflow run, steps on both workers, values in the bucket per run"""
     run_id = launch_job(scaleout.topology.web_port, run_config=CELERY)
-    assert _final_status(scaleout, instance, run_id, timeout=600) == "SUCCESS", _why(scaleout, instance, run_id)
-    run = _mlflow_run(scaleout, run_id)
+    assert final_status(scaleout, instance, run_id, timeout=600) == "SUCCESS", why_failed(scaleout, instance, run_id)
+    run = mlflow_run_of(scaleout, run_id)
     assert_complete_iris_run(scaleout.topology.mlflow_url, run)
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server, stored in the bucket
     assert [k for k in scaleout.store.keys("mlartifacts/") if run.info.run_id in k]
-    by_step = _workers_by_step(scaleout, instance, run_id)
+    by_step = workers_by_step(scaleout, instance, run_id)
     assert set(by_step) == {"raw_data", "splits", "model", "metrics", "onnx_model", "registered_model"}
     assert None not in by_step.values()
-    _assert_values_in_the_bucket(scaleout, run_id)
+    assert_values_in_the_bucket(scaleout, run_id)
     outcome.note(
         f"SUCCESS; one MLflow run FINISHED; steps on workers {sorted(set(by_step.values()))}; values and artifacts in the bucket"
     )
@@ -153,7 +96,7 @@ def test_a_dataset_on_celery_workers_from_a_terminal(scaleout, instance, tmp_pat
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     (run,) = [r for r in instance.get_runs(limit=20) if r.job_name == "wine_pipeline"]
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    by_step = _workers_by_step(scaleout, instance, run.run_id)
+    by_step = workers_by_step(scaleout, instance, run.run_id)
     assert len(by_step) == 6 and None not in by_step.values(), by_step
     client = scaleout.topology.mlflow_client()
     experiment = client.get_experiment_by_name("wine-classification")
@@ -172,17 +115,17 @@ def test_eight_runs_through_the_queue_on_the_workers(scaleout, instance, outcome
         launch_job(scaleout.topology.web_port, run_config={**CELERY, "ops": {"model": {"config": c}}}) for c in configs
     ]
     statuses = [wait_for_run(scaleout.topology.web_port, r, timeout=900) for r in run_ids]
-    assert statuses == ["SUCCESS"] * 8, [_why(scaleout, instance, r) for r in run_ids]
+    assert statuses == ["SUCCESS"] * 8, [why_failed(scaleout, instance, r) for r in run_ids]
     workers = set()
     for run_id, config in zip(run_ids, configs, strict=True):
-        run = _mlflow_run(scaleout, run_id)
+        run = mlflow_run_of(scaleout, run_id)
         assert run.info.status == "FINISHED"
         assert run.data.tags[DAGSTER_RUN_IDS_TAG] == run_id
         assert run.data.params["n_estimators"] == str(config["n_estimators"])
         assert run.data.params["max_depth"] == str(config["max_depth"])
         assert sorted(artifact_paths(scaleout.topology.mlflow_url, run.info.run_id)) == sorted(EXPECTED_ARTIFACTS)
-        _assert_values_in_the_bucket(scaleout, run_id)
-        workers |= set(_workers_by_step(scaleout, instance, run_id).values())
+        assert_values_in_the_bucket(scaleout, run_id)
+        workers |= set(workers_by_step(scaleout, instance, run_id).values())
     # No value was read from another run: every input came from its own run's key in the bucket.
     for run_id in run_ids:
         loaded = instance.all_logs(run_id, of_type=dg.DagsterEventType.LOADED_INPUT)
@@ -194,13 +137,6 @@ def test_eight_runs_through_the_queue_on_the_workers(scaleout, instance, outcome
     outcome.note(
         f"8 SUCCESS; 8 MLflow runs FINISHED with their own params and artifacts; workers used: {sorted(workers)}"
     )
-
-
-def _count(values) -> dict:
-    counted: dict = {}
-    for value in values:
-        counted[value] = counted.get(value, 0) + 1
-    return counted
 
 
 @repeat()
@@ -216,13 +152,13 @@ def test_a_worker_killed_mid_step(scaleout, instance, outcome, repetition):
     )
     scaleout.kill_worker(victim)
     try:
-        assert _final_status(scaleout, instance, run_id) == "SUCCESS", _why(scaleout, instance, run_id)
+        assert final_status(scaleout, instance, run_id) == "SUCCESS", why_failed(scaleout, instance, run_id)
     finally:
         scaleout.start_worker(victim)
         scaleout.wait_worker(victim)
     starts = [e for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START) if e.step_key == "model"]
     assert len(starts) == 2  # it did run twice: once killed, once to the end
-    run = _mlflow_run(scaleout, run_id)
+    run = mlflow_run_of(scaleout, run_id)
     client = scaleout.topology.mlflow_client()
     assert_complete_iris_run(scaleout.topology.mlflow_url, run, n_estimators=2000)  # each artifact once
     models = client.search_logged_models(
@@ -231,7 +167,7 @@ def test_a_worker_killed_mid_step(scaleout, instance, outcome, repetition):
     assert sorted(m.name for m in models) == ["model", "onnx"]  # one of each name
     versions = [v for v in client.search_model_versions("name = 'iris-classifier'") if v.run_id == run.info.run_id]
     assert len(versions) == 1
-    inputs = _count(d.dataset.name for d in run.inputs.dataset_inputs)
+    inputs = count(d.dataset.name for d in run.inputs.dataset_inputs)
     assert inputs == {"iris_raw": 1, "iris_train": 1, "iris_test": 1}
     outcome.note(
         "step redelivered to the other worker; run SUCCESS; MLflow run FINISHED: one model of each name, one version, artifacts and inputs once"
@@ -244,13 +180,13 @@ def test_a_celery_run_canceled_then_reexecuted(scaleout, instance, outcome):
     wait_for_step_start(instance, "model", run_id, timeout=300)
     terminate(scaleout.topology.web_port, run_id)
     assert wait_for_run(scaleout.topology.web_port, run_id, timeout=300) == "CANCELED"
-    mlflow_run = _mlflow_run(scaleout, run_id)
+    mlflow_run = mlflow_run_of(scaleout, run_id)
     client = scaleout.topology.mlflow_client()
     wait_until(
         lambda: client.get_run(mlflow_run.info.run_id).info.status == "KILLED", 180, "the MLflow run to end KILLED"
     )
     child = reexecute_from_failure(scaleout.topology.web_port, run_id)
-    assert _final_status(scaleout, instance, child, timeout=900) == "SUCCESS", _why(scaleout, instance, child)
+    assert final_status(scaleout, instance, child, timeout=900) == "SUCCESS", why_failed(scaleout, instance, child)
     finished = client.get_run(mlflow_run.info.run_id)
     assert finished.data.tags[DAGSTER_RUN_IDS_TAG].split() == [run_id, child]
     assert_complete_iris_run(scaleout.topology.mlflow_url, finished, n_estimators=2000)
@@ -298,7 +234,7 @@ def test_a_twelve_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
 
     if instance.get_latest_materialization_event(dg.AssetKey("splits")) is None:  # the sweep pins the splits
         first = launch_job(scaleout.topology.web_port, run_config=CELERY)
-        assert _final_status(scaleout, instance, first, timeout=600) == "SUCCESS", _why(scaleout, instance, first)
+        assert final_status(scaleout, instance, first, timeout=600) == "SUCCESS", why_failed(scaleout, instance, first)
     sweep_file = tmp_path / "twelve.yaml"
     sweep_file.write_text("name: twelve\ngrid:\n  n_estimators: [10, 20, 30, 40]\n  max_depth: [3, 6, 9]\n")
     url = scaleout.topology.env["DAGSTER_UI_URL"]
@@ -306,7 +242,7 @@ def test_a_twelve_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
     progress: list[str] = []
     status = wait_for_sweep(sweep_run_id, url, progress.append)
     runs = instance.get_runs(filters=dg.RunsFilter(tags={SWEEP_TAG: sweep_run_id}))
-    assert status == "SUCCESS", [_why(scaleout, instance, r.run_id) for r in [*runs]] + progress
+    assert status == "SUCCESS", [why_failed(scaleout, instance, r.run_id) for r in [*runs]] + progress
     assert sum(line.startswith("trial ") for line in progress) == 12, progress
 
     client = scaleout.topology.mlflow_client()
@@ -331,7 +267,7 @@ def test_a_twelve_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
         assert child.data.params["n_estimators"] == str(n_estimators)
         assert child.data.params["max_depth"] == str(max_depth)
         assert child.data.tags["dagster_run_ids"] == dagster_run.run_id
-        by_step = _workers_by_step(scaleout, instance, dagster_run.run_id)
+        by_step = workers_by_step(scaleout, instance, dagster_run.run_id)
         assert set(by_step) == {"trial"} and None not in by_step.values(), by_step
         workers += by_step.values()
         assert f"dagster/{dagster_run.run_id}/trial/result.pickle" in scaleout.store.keys(
@@ -340,250 +276,8 @@ def test_a_twelve_trial_sweep_on_the_workers(scaleout, instance, tmp_path, outco
     assert len({child.data.tags["dagster_run_id"] for child in children}) == 12
     assert parent.data.metrics["trials"] == 12
     outcome.note(
-        f"parent FINISHED, 12 children each bound to its own trial run; trial steps per worker {_count(workers)}"
+        f"parent FINISHED, 12 children each bound to its own trial run; trial steps per worker {count(workers)}"
     )
-
-
-# -- Outages: the broker and the object store stop mid-run (the default 60 s limit) -------------
-
-
-def _successes_by_step(instance, run_id: str) -> dict[str, int]:
-    counted: dict[str, int] = {}
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
-        counted[entry.step_key] = counted.get(entry.step_key, 0) + 1
-    return counted
-
-
-def _stored(scaleout, run_id: str, assets=STORED_ASSETS) -> dict[str, tuple]:
-    """Each stored value of the run: (its object's ETag and time, the value unpickled)."""
-    s3 = scaleout.store.client()
-    values = {}
-    for asset in assets:
-        key = f"dagster/{asset}/{run_id}.pickle"
-        head = s3.head_object(Bucket=BUCKET, Key=key)
-        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-        values[asset] = (head["ETag"], head["LastModified"], pickle.loads(body))
-    return values
-
-
-def _assert_recorded_once(scaleout, instance, run_id: str, mlflow_run, dagster_runs: list[str]) -> None:
-    """One FINISHED MLflow run holding each step's work once: one model of each name, one registry version."""
-    client = scaleout.topology.mlflow_client()
-    finished = client.get_run(mlflow_run.info.run_id)
-    assert finished.info.status == "FINISHED"
-    assert finished.data.tags[DAGSTER_RUN_IDS_TAG].split() == dagster_runs
-    assert_complete_iris_run(scaleout.topology.mlflow_url, finished, n_estimators=2000)  # each artifact once
-    models = client.search_logged_models(
-        experiment_ids=[finished.info.experiment_id], filter_string=f"source_run_id = '{finished.info.run_id}'"
-    )
-    assert sorted(m.name for m in models) == ["model", "onnx"]
-    registered = scaleout.topology.env.get("IRIS_REGISTERED_MODEL") or _default_registered_model()
-    versions = [v for v in client.search_model_versions(f"name = '{registered}'") if v.run_id == finished.info.run_id]
-    assert len(versions) == 1, versions
-
-
-def _errors(instance, run_id: str) -> list:
-    """Every error the run's event log holds (step, engine and run failures), whole."""
-    found = []
-    for entry in instance.all_logs(run_id):
-        error = getattr(entry.dagster_event.event_specific_data, "error", None) if entry.dagster_event else None
-        if error is not None:
-            found.append(error)
-    return found
-
-
-def _default_registered_model() -> str:
-    from iris_assets import settings
-
-    return settings.current().registered_model
-
-
-def _outage(stop, start, seconds: float) -> float:
-    """Stop a service, start it again after ``seconds``; how long it was away (until it answered again)."""
-    stopped = time.monotonic()
-    stop()
-    time.sleep(seconds)
-    start()
-    return time.monotonic() - stopped
-
-
-# The services a Celery run needs besides PostgreSQL, by what an operator calls them.
-OUTAGE_SERVICES = {"broker": lambda scaleout: scaleout.broker, "object store": lambda scaleout: scaleout.store}
-
-
-# 45 s of the 60 s limit: a shorter blip takes the same retry paths (its 10 s case ran here until the suite
-# needed the minute for the datasets and PostgreSQL cases; RELIABILITY.md keeps its measurement).
-@pytest.mark.parametrize("seconds", [45])
-@pytest.mark.parametrize("service", list(OUTAGE_SERVICES))
-def test_a_service_stopped_mid_step_within_the_limit(scaleout, instance, outcome, service, seconds):
-    """Broker, or object store, stopped mid-step for 45 s: SUCCESS unattended, one FINISHED MLflow run, each step once, every stored value intact"""
-    run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
-    wait_for_step_start(instance, "model", run_id, timeout=300)
-    time.sleep(1)
-    stopped = OUTAGE_SERVICES[service](scaleout)
-    away = _outage(stopped.stop, stopped.start, seconds)
-    assert _final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
-    assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
-    successes = _successes_by_step(instance, run_id)
-    assert successes == {s: 1 for s in [*STORED_ASSETS, "registered_model"]}, successes
-    _assert_recorded_once(scaleout, instance, run_id, _mlflow_run(scaleout, run_id), [run_id])
-    stored = _stored(scaleout, run_id)
-    assert stored["model"][2].n_estimators == 2000 and len(stored["splits"][2].X_test) == 30
-    outcome.note(
-        f"{service} away {away:.0f} s (stopped {seconds} s, then its restart): SUCCESS without a retry, "
-        "one FINISHED MLflow run, each step once, one model and version, values intact"
-    )
-
-
-def _postgres_outages_mid_run(scaleout, instance, run_id: str, seconds: list[int]) -> list[float]:
-    """Stop PostgreSQL (Dagster's storage, Celery's results, the step leases, MLflow's backend store) for
-    each of ``seconds`` in turn: the first a second into `model`, the next once a later step has started."""
-    server = scaleout.postgres.tcp_server
-    assert server is not None
-    away, later_steps = [], iter(["metrics", "registered_model"])
-    wait_for_step_start(instance, "model", run_id, timeout=300)
-    time.sleep(1)
-    for outage in seconds:
-        away.append(_outage(server.stop_server, server.start, outage))
-        if len(away) < len(seconds):
-            wait_for_step_start(instance, next(later_steps), run_id, timeout=300)
-    return away
-
-
-def _assert_everything_rode_it_out(scaleout, instance, run_id: str, outages_ended: float) -> None:
-    """After PostgreSQL came back: the webserver answers at once (its pooled connections were checked),
-    the daemon's loops beat again, the run's log holds each step's start and success once."""
-    graphql(scaleout.topology.web_port, RUN_EVENTS, {"id": run_id})  # raises on an error answer
-    wait_until(
-        lambda: all(beat.timestamp > outages_ended for beat in instance.get_daemon_heartbeats().values()),
-        120,
-        "every daemon to beat after the outage",
-    )
-    assert scaleout.topology.services["daemon"].process.poll() is None
-    starts = _count(e.dagster_event.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))
-    assert starts == {s: 1 for s in [*STORED_ASSETS, "registered_model"]}, starts
-
-
-def test_postgres_stopped_mid_step_within_the_limit(scaleout, instance, outcome):
-    """PostgreSQL (Dagster's storage, Celery's results, the step leases, MLflow's backend store) stopped for 10 s mid-step, then for 45 s during a later step, on the Celery workers: SUCCESS unattended, one FINISHED MLflow run, each step once, nothing missing from the run's log; webserver and daemon answer afterwards"""
-    run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
-    away = _postgres_outages_mid_run(scaleout, instance, run_id, [10, 45])
-    ended = time.time()
-    assert _final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
-    _assert_everything_rode_it_out(scaleout, instance, run_id, ended)
-    assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
-    successes = _successes_by_step(instance, run_id)
-    assert successes == {s: 1 for s in [*STORED_ASSETS, "registered_model"]}, successes
-    _assert_recorded_once(scaleout, instance, run_id, _mlflow_run(scaleout, run_id), [run_id])
-    outcome.note(
-        f"PostgreSQL away {away[0]:.0f} s, then {away[1]:.0f} s: SUCCESS without a retry, one FINISHED MLflow run, "
-        "each step started and succeeded once; the webserver answered at once, every daemon beat again"
-    )
-
-
-def test_postgres_stopped_mid_step_on_the_multiprocess_executor(scaleout, instance, outcome):
-    """PostgreSQL stopped for 45 s mid-step of a run on the multiprocess executor (PostgreSQL storage): SUCCESS unattended, one FINISHED MLflow run, each step once"""
-    run_config = {**SLOW_MODEL, "execution": {"config": {"multiprocess": {}}}}
-    run_id = launch_job(scaleout.topology.web_port, run_config=run_config)
-    away = _postgres_outages_mid_run(scaleout, instance, run_id, [45])
-    ended = time.time()
-    assert _final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", _why(scaleout, instance, run_id)
-    _assert_everything_rode_it_out(scaleout, instance, run_id, ended)
-    messages = [entry.message or "" for entry in instance.all_logs(run_id)]
-    assert any(m.startswith(LOCAL_EXECUTORS["multiprocess"]) for m in messages)
-    assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
-    _assert_recorded_once(scaleout, instance, run_id, _mlflow_run(scaleout, run_id), [run_id])
-    outcome.note(
-        f"multiprocess: PostgreSQL away {away[0]:.0f} s: SUCCESS without a retry, one FINISHED MLflow run, each step once"
-    )
-
-
-# A client of the tracking server, on a short outage limit, uploading one artifact through the server's
-# proxy once the test has stopped the object store behind it; prints how long the upload took and its error.
-_UPLOAD_THROUGH_THE_PROXY = """
-import sys, time
-from iris_assets.tracking.store import mlflow_client
-client = mlflow_client(sys.argv[1], source="the test")
-run = client.create_run(client.create_experiment(sys.argv[2]))
-print("ready", flush=True)
-sys.stdin.readline()
-started = time.monotonic()
-try:
-    client.log_text(run.info.run_id, "an artifact", "probe.txt")
-    print("uploaded", flush=True)
-except Exception as error:
-    print(f"{time.monotonic() - started:.1f}", type(error).__name__, error, flush=True)
-client.set_terminated(run.info.run_id, "FAILED")
-"""
-SHORT_LIMIT = 5
-
-
-def test_object_store_past_a_short_limit_behind_the_mlflow_server(scaleout, outcome):
-    """Object store stopped while an artifact goes through the MLflow server's proxy, past a short limit (5 s): the upload fails naming the object store behind the server, not the server, within the limit plus a bounded margin"""
-    env = {**scaleout.topology.env, "IRIS_OUTAGE_LIMIT_SECONDS": str(SHORT_LIMIT)}
-    env.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)  # derived from the limit
-    client = subprocess.Popen(
-        [sys.executable, "-c", _UPLOAD_THROUGH_THE_PROXY, scaleout.topology.mlflow_url, "object-store-past-the-limit"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
-    try:
-        assert client.stdout.readline().strip() == "ready"
-        scaleout.store.stop()
-        try:
-            client.stdin.write("go\n")
-            client.stdin.flush()
-            answer = client.stdout.readline().strip()
-        finally:
-            scaleout.store.start()
-        assert client.wait(timeout=120) == 0
-    finally:
-        client.kill()
-    seconds, kind, message = answer.split(" ", 2)
-    assert kind == "MlflowBindingError", answer
-    assert message.startswith(f"The object store behind MLflow tracking server '{scaleout.topology.mlflow_url}'"), (
-        message
-    )
-    assert "is unreachable" not in message and S3_SECRET not in message
-    outcome.note(
-        f"upload failed after {float(seconds):.1f} s (limit {SHORT_LIMIT} s) naming the object store behind the server"
-    )
-    assert float(seconds) < 2 * SHORT_LIMIT + 5, answer  # retries span at most twice the limit, each 500 quick
-
-
-def test_a_run_failed_with_its_step_still_on_a_worker_then_its_retry(scaleout, instance, outcome):
-    """Run worker killed while `model` runs on a Celery worker: the run fails, the worker stops the orphaned step, and only then does the automatic retry write into the same MLflow run: SUCCESS, the MLflow run FINISHED with each step's work once, nothing from the orphan"""
-    run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
-    wait_for_step_start(instance, "model", run_id, timeout=300)
-    mlflow_run = _mlflow_run(scaleout, run_id)
-    os.kill(run_worker_pid(instance, run_id), signal.SIGKILL)
-    assert wait_for_run(scaleout.topology.web_port, run_id, timeout=300) == "FAILURE"
-    stopped = f"Stopped step 'model' of run {run_id}: the run is FAILURE"
-    wait_until(lambda: any(stopped in w.log() for w in scaleout.workers.values()), 60, "a worker to stop the step")
-    retry = wait_until(
-        lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id})),
-        300,
-        "the automatic retry",
-    )[0]
-    assert _final_status(scaleout, instance, retry.run_id, timeout=900) == "SUCCESS", _why(
-        scaleout, instance, retry.run_id
-    )
-    # The orphan wrote nothing: no success, no stored value; its message came back and was dropped.
-    assert "model" not in _successes_by_step(instance, run_id)
-    assert not _has_model(scaleout, run_id)
-    dropped = f"Dropped step 'model' of run {run_id}: the run is FAILURE."
-    wait_until(lambda: any(dropped in w.log() for w in scaleout.workers.values()), 120, "the stopped step dropped")
-    _assert_recorded_once(scaleout, instance, run_id, mlflow_run, [run_id, retry.run_id])
-    outcome.note(
-        "run FAILURE (its run worker killed mid-`model`); the worker stopped the orphaned step; the automatic retry "
-        "SUCCESS; one FINISHED MLflow run, one model and version, nothing stored by the orphan"
-    )
-
-
-# The executors that run steps without Celery, and the line each logs as a run starts.
-LOCAL_EXECUTORS = {"in_process": "Executing steps in process", "multiprocess": "Executing steps using multiprocess"}
 
 
 @pytest.mark.parametrize("executor", list(LOCAL_EXECUTORS))
@@ -593,65 +287,43 @@ def test_tracking_server_restarted_mid_step_on_the_default_limit(scaleout, insta
     run_id = launch_job(scaleout.topology.web_port, run_config=run_config)
     wait_for_step_start(instance, "model", run_id, timeout=300)
     time.sleep(1)
-    away = _outage(scaleout.topology.stop_mlflow, scaleout.topology.start_mlflow, 10)
-    assert _final_status(scaleout, instance, run_id, timeout=600) == "SUCCESS", _why(scaleout, instance, run_id)
+    away = outage(scaleout.topology.stop_mlflow, scaleout.topology.start_mlflow, 10)
+    assert final_status(scaleout, instance, run_id, timeout=600) == "SUCCESS", why_failed(scaleout, instance, run_id)
     assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
     messages = [entry.message or "" for entry in instance.all_logs(run_id)]
     assert any(m.startswith(LOCAL_EXECUTORS[executor]) for m in messages)
-    successes = _successes_by_step(instance, run_id)
+    successes = successes_by_step(instance, run_id)
     assert successes == {s: 1 for s in [*STORED_ASSETS, "registered_model"]}, successes
-    _assert_recorded_once(scaleout, instance, run_id, _mlflow_run(scaleout, run_id), [run_id])
+    assert_recorded_once(scaleout, instance, run_id, mlflow_run_of(scaleout, run_id), [run_id])
     outcome.note(
         f"{executor}: server away {away:.0f} s (stopped 10 s, then its restart): SUCCESS without a retry, one FINISHED MLflow run, each step once"
     )
 
 
-def test_broker_down_past_the_limit(scaleout, instance, outcome):
-    """Broker down past the limit mid-run: the run fails naming the broker; its automatic retry waits the limit for the broker and fails before any step; re-execution from failure of that retry finishes the first MLflow run; the step redelivered for the failed run is dropped"""
+def test_a_run_failed_with_its_step_still_on_a_worker_then_its_retry(scaleout, instance, outcome):
+    """Run worker killed while `model` runs on a Celery worker: the run fails, the worker stops the orphaned step, and only then does the automatic retry write into the same MLflow run: SUCCESS, the MLflow run FINISHED with each step's work once, nothing from the orphan"""
     run_id = launch_job(scaleout.topology.web_port, run_config={**CELERY, **SLOW_MODEL})
     wait_for_step_start(instance, "model", run_id, timeout=300)
-    mlflow_run = _mlflow_run(scaleout, run_id)
-    named = f"The Celery broker at {broker_address(scaleout.broker.url)} did not answer"
-    stopped = time.monotonic()
-    scaleout.broker.stop()
-    try:
-        assert wait_for_run(scaleout.topology.web_port, run_id, timeout=600) == "FAILURE"
-        failed_after = time.monotonic() - stopped
-        model_value = _stored(scaleout, run_id, ["model"])["model"][:2] if _has_model(scaleout, run_id) else None
-        retry = wait_until(
-            lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id})),
-            120,
-            "the automatic retry",
-        )[0]
-        assert wait_for_run(scaleout.topology.web_port, retry.run_id, timeout=600) == "FAILURE"
-    finally:
-        scaleout.broker.start()
-    for failed in (run_id, retry.run_id):
-        errors = _errors(instance, failed)
-        assert any(named in error.message for error in errors), [error.message for error in errors]
-        assert not any("guest:guest" in error.to_string() for error in errors)  # the broker URL's credentials
-    retry_log = [entry.message or "" for entry in instance.all_logs(retry.run_id)]
-    assert any(
-        line.startswith(f"Waiting up to {DEFAULT_OUTAGE_LIMIT_SECONDS} s") and "Celery broker" in line
-        for line in retry_log
-    ), retry_log
-    assert not instance.all_logs(retry.run_id, of_type=dg.DagsterEventType.STEP_START)  # failed before any step
-    resumed = reexecute_from_failure(scaleout.topology.web_port, retry.run_id)  # the UI's call
-    assert _final_status(scaleout, instance, resumed, timeout=900) == "SUCCESS", _why(scaleout, instance, resumed)
-    _assert_recorded_once(scaleout, instance, run_id, mlflow_run, [run_id, resumed])
-    # The model step had ended while the broker was away: its message, never acknowledged,
-    # came back with the broker and was dropped (the run had failed), writing nothing.
+    mlflow_run = mlflow_run_of(scaleout, run_id)
+    os.kill(run_worker_pid(instance, run_id), signal.SIGKILL)
+    assert wait_for_run(scaleout.topology.web_port, run_id, timeout=300) == "FAILURE"
+    stopped = f"Stopped step 'model' of run {run_id}: the run is FAILURE"
+    wait_until(lambda: any(stopped in w.log() for w in scaleout.workers.values()), 60, "a worker to stop the step")
+    retry = wait_until(
+        lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id})),
+        300,
+        "the automatic retry",
+    )[0]
+    assert final_status(scaleout, instance, retry.run_id, timeout=900) == "SUCCESS", why_failed(
+        scaleout, instance, retry.run_id
+    )
+    # The orphan wrote nothing: no success, no stored value; its message came back and was dropped.
+    assert "model" not in successes_by_step(instance, run_id)
+    assert not has_stored_model(scaleout, run_id)
     dropped = f"Dropped step 'model' of run {run_id}: the run is FAILURE."
-    wait_until(
-        lambda: any(dropped in w.log() for w in scaleout.workers.values()), 120, "a worker to drop the redelivered step"
-    )
-    assert model_value is not None and _stored(scaleout, run_id, ["model"])["model"][:2] == model_value
+    wait_until(lambda: any(dropped in w.log() for w in scaleout.workers.values()), 120, "the stopped step dropped")
+    assert_recorded_once(scaleout, instance, run_id, mlflow_run, [run_id, retry.run_id])
     outcome.note(
-        f"run FAILED {failed_after:.0f} s after the broker stopped, naming it; its automatic retry waited "
-        f"{DEFAULT_OUTAGE_LIMIT_SECONDS} s, failed before any step naming it; re-execution from failure of the retry SUCCESS, the first MLflow run "
-        "FINISHED once; redelivered model step dropped, nothing rewritten"
+        "run FAILURE (its run worker killed mid-`model`); the worker stopped the orphaned step; the automatic retry "
+        "SUCCESS; one FINISHED MLflow run, one model and version, nothing stored by the orphan"
     )
-
-
-def _has_model(scaleout, run_id: str) -> bool:
-    return f"dagster/model/{run_id}.pickle" in scaleout.store.keys(f"dagster/model/{run_id}")
