@@ -316,7 +316,7 @@ def test_mlflow_server_stopped_mid_run_then_restarted(topology, instance, outcom
 
 @repeat()
 def test_postgres_restarted_mid_run(topology, instance, outcome, repetition):
-    """PostgreSQL (Dagster's and MLflow's storage) restarted mid-step on the multiprocess executor: the run succeeds unattended, one MLflow run, and the webserver answers at once"""
+    """PostgreSQL (Dagster's and MLflow's storage) restarted mid-step (in-process executor): the run succeeds unattended, one MLflow run, and the webserver answers at once"""
     run_id = launch_job(topology.web_port, run_config=FAULT_CONFIG)
     wait_for_step_start(instance, "model", run_id)
     topology.postgres.restart()
