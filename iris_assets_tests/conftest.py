@@ -41,8 +41,7 @@ QUICK_MODULES = {
 LONGEST_MODULES = {
     "test_benchmarks": 400,
     "test_deployed_faults": 350,
-    "test_scaleout_outages": 620,  # its own topology: mostly waits, beside test_scaleout
-    "test_scaleout": 560,
+    "test_scaleout": 800,
     "test_sweeps": 320,
     "test_hardening": 185,
     "test_model_management": 110,

@@ -1,10 +1,11 @@
-"""The scale-out topology shared by test_scaleout.py and test_scaleout_outages.py, and what their cases check.
+"""The scale-out topology of test_scaleout.py, and what its cases check.
 
-Each module starts its own topology (iris_harness/scaleout.py): PostgreSQL over TCP, RabbitMQ,
-SeaweedFS, the MLflow server storing artifacts in the bucket, the code server, webserver and
-daemon, and two `iris-worker` processes with their own folders and homes, with the default
-outage limit ($IRIS_OUTAGE_LIMIT_SECONDS = 60 s) and deploy/dagster.yaml's one automatic run
-retry. Two modules, so that xdist runs them side by side: the outage cases mostly wait.
+The topology (iris_harness/scaleout.py): PostgreSQL over TCP, RabbitMQ, SeaweedFS, the MLflow
+server storing artifacts in the bucket, the code server, webserver and daemon, and two
+`iris-worker` processes with their own folders and homes, with the default outage limit
+($IRIS_OUTAGE_LIMIT_SECONDS = 60 s) and deploy/dagster.yaml's one automatic run retry. One per
+module: a second one beside it (the cases split in two modules) made the suite slower on two
+cores (23:13 against 20:45), its services competing with everything else.
 """
 
 import pickle
