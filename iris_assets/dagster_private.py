@@ -150,6 +150,7 @@ def retry_postgres_connections_within(limit_seconds: Callable[[], float]) -> boo
         return False
     if getattr(pg_utils.retry_pg_connection_fn, "_iris_within_limit", False):
         return True
+    import importlib
     import time
 
     import sqlalchemy
@@ -174,7 +175,19 @@ def retry_postgres_connections_within(limit_seconds: Callable[[], float]) -> boo
 
     retry_within_limit._iris_within_limit = True  # type: ignore[attr-defined]
     pg_utils.retry_pg_connection_fn = retry_within_limit
+    # The storages' constructors call the function through the name they imported (to read the
+    # table names: a step or worker opening the instance during an outage), so it is replaced there too.
+    for module in _POSTGRES_STORAGE_MODULES:
+        importlib.import_module(module).retry_pg_connection_fn = retry_within_limit  # type: ignore[attr-defined]
     return True
+
+
+# The dagster-postgres modules that import ``retry_pg_connection_fn`` by name.
+_POSTGRES_STORAGE_MODULES = (
+    "dagster_postgres.run_storage.run_storage",
+    "dagster_postgres.event_log.event_log",
+    "dagster_postgres.schedule_storage.schedule_storage",
+)
 
 
 def instance_config_defaults(base_dir: str) -> Mapping[str, object]:

@@ -85,19 +85,19 @@ def make_calls_again_after_a_dropped_connection(storage: object) -> None:
             setattr(storage, name, again_after_a_dropped_connection(getattr(storage, name)))
 
 
-def again_after_a_dropped_connection(write: Callable[..., T]) -> Callable[..., T]:
-    """``write``, called again while it fails because PostgreSQL dropped its connection (SQLAlchemy marks
-    such an error ``connection_invalidated``), up to the outage limit; the next call's connection waits
-    for PostgreSQL like any other."""
+def again_after_a_dropped_connection(call: Callable[..., T]) -> Callable[..., T]:
+    """``call``, made again while it fails because PostgreSQL dropped its connection (SQLAlchemy marks
+    such an error ``connection_invalidated``), up to the outage limit; the next attempt's connection
+    waits for PostgreSQL like any other."""
 
-    @functools.wraps(write)
+    @functools.wraps(call)
     def again(*args: Any, **kwargs: Any) -> T:
         import sqlalchemy
 
         started = time.monotonic()
         while True:
             try:
-                return write(*args, **kwargs)
+                return call(*args, **kwargs)
             except sqlalchemy.exc.DBAPIError as error:
                 if not error.connection_invalidated or time.monotonic() - started >= outage_limit_seconds():
                     raise

@@ -215,7 +215,8 @@ def test_mlflow_s_active_run_stack_and_the_lookups_the_binding_wraps(tracking_ur
 
 def test_dagster_postgres_connects_through_the_retry_function_the_project_replaces():
     """retry_postgres_connections_within replaces dagster_postgres.utils.retry_pg_connection_fn; every storage
-    connects through create_pg_connection, which must look that function up in its module at each call."""
+    connects through create_pg_connection, which must look that function up in its module at each call, and
+    the storages' constructors call it through the name their modules imported (replaced there too)."""
     import dagster_postgres.utils as pg_utils
 
     from iris_assets import dagster_private
@@ -223,6 +224,18 @@ def test_dagster_postgres_connects_through_the_retry_function_the_project_replac
     assert "retry_pg_connection_fn" in pg_utils.create_pg_connection.__wrapped__.__code__.co_names
     assert dagster_private.retry_postgres_connections_within(lambda: 1.0)
     assert getattr(pg_utils.retry_pg_connection_fn, "_iris_within_limit", False)
+    # ...and each storage's constructor reads the table names through the name its module imported
+    import importlib
+    import inspect
+
+    for module_name in dagster_private._POSTGRES_STORAGE_MODULES:  # noqa: SLF001
+        module = importlib.import_module(module_name)
+        assert getattr(module.retry_pg_connection_fn, "_iris_within_limit", False), module_name
+        assert any(
+            "retry_pg_connection_fn(" in inspect.getsource(member)
+            for member in vars(module).values()
+            if inspect.isclass(member) and member.__module__ == module_name
+        ), module_name
     assert pg_utils.retry_pg_connection_fn(lambda: "connected") == "connected"
 
 

@@ -116,13 +116,15 @@ def stored_values(scaleout, run_id: str, assets=STORED_ASSETS) -> dict[str, tupl
     return values
 
 
-def assert_recorded_once(scaleout, instance, run_id: str, mlflow_run, dagster_runs: list[str]) -> None:
+def assert_recorded_once(
+    scaleout, instance, run_id: str, mlflow_run, dagster_runs: list[str], n_estimators: int = 2000
+) -> None:
     """One FINISHED MLflow run holding each step's work once: one model of each name, one registry version."""
     client = scaleout.topology.mlflow_client()
     finished = client.get_run(mlflow_run.info.run_id)
     assert finished.info.status == "FINISHED"
     assert finished.data.tags[DAGSTER_RUN_IDS_TAG].split() == dagster_runs
-    assert_complete_iris_run(scaleout.topology.mlflow_url, finished, n_estimators=2000)  # each artifact once
+    assert_complete_iris_run(scaleout.topology.mlflow_url, finished, n_estimators=n_estimators)  # each artifact once
     models = client.search_logged_models(
         experiment_ids=[finished.info.experiment_id], filter_string=f"source_run_id = '{finished.info.run_id}'"
     )

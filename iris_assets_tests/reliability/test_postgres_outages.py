@@ -75,6 +75,27 @@ def test_dagster_s_storage_rides_out_postgres_away_for_longer_than_its_own_retri
     assert waited >= 14, waited  # it did wait for PostgreSQL
 
 
+def test_an_instance_opened_while_postgres_is_away_waits_for_it(postgres, tmp_path, monkeypatch):
+    """A step or worker opening the instance during an outage (its storages' constructors read the table
+    names through their own import of dagster-postgres's retry function): it waits past dagster-postgres's
+    own ~11.6 s, then opens (measured: a Celery step failed "too many retries for DB connection")."""
+    import dagster as dg
+
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "40")
+    folder = _instance_folder(tmp_path, postgres, instance_class=True)
+    with dg.DagsterInstance.from_config(str(folder)) as instance:  # the tables exist
+        assert instance.get_runs() == []
+    back = _away_for(postgres, 16)
+
+    def open_instance():
+        with dg.DagsterInstance.from_config(str(folder)) as instance:
+            return instance.get_runs()
+
+    answer, waited = _timed(open_instance)
+    back.join()
+    assert answer == [] and waited >= 14, (answer, waited)
+
+
 def test_past_the_limit_dagster_s_storage_names_postgres_without_its_password(postgres, monkeypatch):
     from dagster_postgres import PostgresEventLogStorage
 

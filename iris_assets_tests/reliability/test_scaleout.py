@@ -407,10 +407,13 @@ def test_postgres_then_the_mlflow_server_stopped_mid_run_on_the_multiprocess_exe
     )
 
 
+TERMINAL_TREES = 800  # its run and re-execution each train and convert it: a smaller forest, as fast a failure
+
+
 def test_postgres_past_a_short_limit_from_a_terminal(scaleout, instance, tmp_path, outcome):
     """PostgreSQL stopped for 25 s mid-step of a terminal run (`dagster job execute`, in-process) on a short limit (5 s): the run fails naming PostgreSQL (recorded once it answers again, never its password), its MLflow run ends FAILED; `iris-runs reexecute` finishes the same MLflow run"""
-    config = tmp_path / "slow.yaml"
-    config.write_text(yaml.safe_dump(SLOW_MODEL))
+    config = tmp_path / "model.yaml"  # trains for a few seconds: the outage starts mid-step, and fails it
+    config.write_text(yaml.safe_dump({"ops": {"model": {"config": {"n_estimators": TERMINAL_TREES, "n_jobs": 1}}}}))
     env = {**os.environ, **QUIET_ENV, **scaleout.topology.env, "IRIS_OUTAGE_LIMIT_SECONDS": str(SHORT_LIMIT)}
     env.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)  # derived from the limit
     command = [str(BIN / "dagster"), "job", "execute", "-m", "iris_assets", "-j", "iris_pipeline", "-c", str(config)]
@@ -455,7 +458,7 @@ def test_postgres_past_a_short_limit_from_a_terminal(scaleout, instance, tmp_pat
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     (resumed,) = [r.run_id for r in instance.get_runs(limit=10) if r.parent_run_id == run_id]
     assert instance.get_run_by_id(resumed).status == dg.DagsterRunStatus.SUCCESS
-    assert_recorded_once(scaleout, instance, run_id, mlflow_run, [run_id, resumed])
+    assert_recorded_once(scaleout, instance, run_id, mlflow_run, [run_id, resumed], n_estimators=TERMINAL_TREES)
     outcome.note(
         f"PostgreSQL away {away:.0f} s on a {SHORT_LIMIT} s limit: the run FAILED naming PostgreSQL (no password), "
         "MLflow run FAILED; `iris-runs reexecute` SUCCESS, the same MLflow run FINISHED once"
