@@ -136,6 +136,10 @@ def step_config(config_class: type[dg.Config], op_config: Mapping[str, object]) 
     return config_class(**config_class._get_non_default_public_field_values_cls(dict(op_config)))  # noqa: SLF001
 
 
+# How the error by which the instance's storage gives up at the outage limit begins (outages reads it back).
+POSTGRES_GAVE_UP = "PostgreSQL at "
+
+
 def retry_postgres_connections_within(limit_seconds: Callable[[], float]) -> bool:
     """Make dagster-postgres retry a failed connection for up to ``limit_seconds()`` (read at each failure),
     then fail naming PostgreSQL and its address, never its password; whether dagster-postgres is there.
@@ -168,7 +172,7 @@ def retry_postgres_connections_within(limit_seconds: Callable[[], float]) -> boo
                 waited = time.monotonic() - started
                 if "password authentication failed" in str(error) or waited >= limit:
                     raise pg_utils.DagsterPostgresException(
-                        f"PostgreSQL at {_postgres_address(fn)} did not answer for {waited:.0f} s (limit {limit:.0f} s, "
+                        f"{POSTGRES_GAVE_UP}{_postgres_address(fn)} did not answer for {waited:.0f} s (limit {limit:.0f} s, "
                         f"$IRIS_OUTAGE_LIMIT_SECONDS): {_first_line(error)}"
                     ) from error
                 time.sleep(min(retry_wait * 2 ** (attempt - 1), 2.0, max(limit - waited, 0.05)))

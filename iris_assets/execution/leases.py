@@ -25,7 +25,6 @@ from contextlib import contextmanager
 
 import dagster as dg
 import sqlalchemy
-from psycopg2 import errorcodes  # type: ignore[import-untyped]
 
 from iris_assets import settings
 
@@ -105,6 +104,8 @@ def _key(run_id: str, step_key: str) -> int:
 
 def _lock(connection: sqlalchemy.Connection, key: int, wait_seconds: float) -> bool:
     """Take a session-level advisory lock, waiting at most ``wait_seconds``; whether it was taken."""
+    from psycopg2 import errorcodes  # type: ignore[import-untyped]  # only where PostgreSQL is used
+
     connection.execute(
         sqlalchemy.text("SELECT set_config('lock_timeout', :timeout, false)"),
         {"timeout": f"{max(1, int(wait_seconds * 1000))}ms"},  # 0 would mean forever

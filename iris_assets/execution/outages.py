@@ -32,6 +32,7 @@ from typing import Any, Optional, TypeVar
 from urllib.parse import urlsplit
 
 from iris_assets import settings
+from iris_assets.dagster_private import POSTGRES_GAVE_UP
 from iris_assets.tracking.redaction import redacted, without_credentials
 
 T = TypeVar("T")
@@ -242,7 +243,7 @@ def postgres_gave_up(error: BaseException) -> Optional[BaseException]:
     current: Optional[BaseException] = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if type(current).__name__ == "DagsterPostgresException" and str(current).startswith("PostgreSQL at "):
+        if type(current).__name__ == "DagsterPostgresException" and str(current).startswith(POSTGRES_GAVE_UP):
             return current
         current = current.__cause__ or current.__context__
     return None
