@@ -8,14 +8,14 @@ are the last cases of reliability/test_scaleout.py.
 import errno
 import os
 import signal
-import subprocess
-import sys
+import time
 
 import pytest
 
 from iris_assets import settings
-from iris_assets.execution import outages
+from iris_assets.execution import leases, outages
 from iris_assets.execution.leases import step_lease
+from iris_harness import lease_holder
 from iris_harness.processes import free_port
 
 
@@ -91,32 +91,38 @@ def postgres_url(tmp_path_factory):
     yield server.url("dagster")
 
 
-_HOLD = """
-import sys, time
-from iris_assets.execution.leases import step_lease
-with step_lease("run-1", "model") as leased:
-    print(leased, flush=True)
-    time.sleep(600)
-"""
+def _ignore(_holder: str) -> None:
+    pass
 
 
-def test_a_step_lease_is_exclusive_and_freed_when_its_worker_dies(postgres_url, monkeypatch):
-    """What lets a worker drop a redelivered step that a live worker runs, and run one whose worker
-    was just killed (its lease is waited for: PostgreSQL frees it a moment after the kill)."""
+def test_a_step_lease_is_exclusive_and_taken_over_once_its_worker_stopped_beating(postgres_url, monkeypatch):
+    """What lets a worker drop a redelivered step that a live worker runs (its heartbeat moves: refused within
+    a few beats), and run one whose worker died (its heartbeat stood still STALE_SECONDS: taken over). Here the
+    holder is frozen (SIGSTOP: to the others, a dead worker), so that, woken, its next beat tells it."""
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url.replace("+psycopg2", ""))
-    with step_lease("run-1", "model") as first:
-        with step_lease("run-1", "model", wait_seconds=1) as second, step_lease("run-1", "metrics") as other_step:
-            assert (first, second, other_step) == (True, False, True)
-    with step_lease("run-1", "model", wait_seconds=0) as again:
-        assert again  # released when its block ended
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    with step_lease("run-1", "model", _ignore) as (first, refused_first):
+        started = time.monotonic()
+        with (
+            step_lease("run-1", "model", _ignore) as (_, refused),
+            step_lease("run-1", "metrics", _ignore) as (_, other),
+        ):
+            assert (refused_first, refused, other) == (None, first.holder, None)
+            assert time.monotonic() - started < leases.STALE_SECONDS  # told alive by its beat, not by a timeout
+    with step_lease("run-1", "model", _ignore) as (_, refused):
+        assert refused is None  # given up when its block ended
+    holder, said = lease_holder.start("run-1", "model", os.environ.copy())
     try:
-        assert holder.stdout.readline().strip() == "True"
-        with step_lease("run-1", "model", wait_seconds=1) as while_held:
-            assert not while_held
-        holder.send_signal(signal.SIGKILL)  # a worker killed mid-step; its redelivery asks at once
-        with step_lease("run-1", "model") as after_the_kill:
-            assert after_the_kill
+        assert said.startswith("held "), said
+        with step_lease("run-1", "model", _ignore) as (_, refused):
+            assert refused == said.removeprefix("held ")
+        holder.send_signal(signal.SIGSTOP)  # its step's message comes back to the queue at once
+        started = time.monotonic()
+        with step_lease("run-1", "model", _ignore) as (taker, refused):
+            waited = time.monotonic() - started
+            assert refused is None and taker.holder != said.removeprefix("held ")
+            holder.send_signal(signal.SIGCONT)
+            assert holder.stdout.readline().strip() == f"lost {taker.holder}"
+        assert leases.STALE_SECONDS <= waited < leases.STALE_SECONDS + 5, waited
     finally:
         holder.kill()
         holder.wait(timeout=30)
@@ -125,13 +131,14 @@ def test_a_step_lease_is_exclusive_and_freed_when_its_worker_dies(postgres_url, 
 
 def test_without_postgres_every_delivery_has_the_lease(monkeypatch):
     monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
-    with step_lease("run-1", "model") as first, step_lease("run-1", "model") as second:
-        assert first and second
+    with step_lease("run-1", "model", _ignore) as (_, first), step_lease("run-1", "model", _ignore) as (_, second):
+        assert first is None and second is None
 
 
 def test_a_reexecution_waits_for_the_lease_of_its_predecessor_s_step(postgres_url, monkeypatch):
     """A retry's run worker, before its first step: a step of the run it re-executes (or of that run's
-    parent) still holds its lease -> it waits, then refuses naming the step and run; freed -> no wait."""
+    parent) still holds a live lease -> it waits, then refuses naming the step and run; its holder killed ->
+    on once the heartbeat has stood still STALE_SECONDS; given up -> no wait."""
     import dagster as dg
 
     from iris_assets.execution.leases import PredecessorStillRunning, wait_for_predecessors
@@ -144,20 +151,24 @@ def test_a_reexecution_waits_for_the_lease_of_its_predecessor_s_step(postgres_ur
         )
         resumed = dg.DagsterRun(job_name="j", run_id="run-3", parent_run_id="run-2", root_run_id="run-1")
         assert first.status == dg.DagsterRunStatus.FAILURE and retry.parent_run_id == "run-1"
-        holder = subprocess.Popen(
-            [sys.executable, "-c", _HOLD], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
-        )
+        holder, held = lease_holder.start("run-1", "splits", os.environ.copy())
         said: list[str] = []
         try:
-            assert holder.stdout.readline().strip() == "True"  # run-1's model still runs
-            with pytest.raises(PredecessorStillRunning, match=r"Step 'model' of run run-1 still runs on a worker"):
-                wait_for_predecessors(instance, resumed, ["splits", "model"], said.append, wait_seconds=1.5)
-            assert said == ["Waiting up to 2 s for step 'model' of run run-1 to stop on its worker."], said
-            holder.send_signal(signal.SIGKILL)  # stopped by its worker
+            assert held.startswith("held "), held  # run-1's splits still runs
+            with pytest.raises(PredecessorStillRunning, match=r"Step 'splits' of run run-1 still runs on a worker"):
+                wait_for_predecessors(instance, resumed, ["splits", "model"], said.append, wait_seconds=12)
+            assert said == ["Waiting up to 12 s for step 'splits' of run run-1 to stop on its worker."], said
+            holder.send_signal(signal.SIGKILL)  # killed without giving its lease up
             holder.wait(timeout=30)
             said.clear()
+            started = time.monotonic()
             wait_for_predecessors(instance, resumed, ["splits", "model"], said.append, wait_seconds=30)
-            assert said == [] or said == ["Waiting up to 30 s for step 'model' of run run-1 to stop on its worker."]
+            assert time.monotonic() - started >= leases.STALE_SECONDS and len(said) == 1, said
+            with step_lease("run-2", "model", _ignore):
+                pass  # given up at its end, as a stopped step gives its lease up before it ends
+            said.clear()
+            wait_for_predecessors(instance, resumed, ["model"], said.append, wait_seconds=30)
+            assert said == []
         finally:
             holder.kill()
             holder.wait(timeout=30)

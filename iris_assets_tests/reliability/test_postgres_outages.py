@@ -232,3 +232,32 @@ def test_a_write_in_flight_when_postgres_stops_is_written_again(postgres, monkey
     with engine.connect() as connection:
         assert connection.execute(sqlalchemy.text("SELECT count(*) FROM written")).scalar() == 1
     engine.dispose()
+
+
+def test_a_step_keeps_its_lease_through_a_postgres_restart(postgres, monkeypatch):
+    """A step holding its lease while PostgreSQL is away for longer than STALE_SECONDS, and the broker hands
+    the step out again the moment PostgreSQL is back (both restarted together): the new delivery is refused,
+    the holder keeps its lease (a session lock was released by the restart: the step ran twice, in CI)."""
+    import os
+    import signal
+
+    from iris_assets.execution import leases
+    from iris_harness import lease_holder
+
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "40")
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", _url(postgres).replace("+psycopg2", ""))
+    holder, said = lease_holder.start("run-1", "model", os.environ.copy())
+    try:
+        assert said.startswith("held "), said
+        back = _away_for(postgres, leases.STALE_SECONDS + 5)
+        with leases.step_lease("run-1", "model", on_lost=lambda _: None) as (_, refused):  # waits for PostgreSQL
+            back.join()
+            assert refused == said.removeprefix("held ")
+        holder.send_signal(signal.SIGTERM)
+        assert holder.wait(timeout=30) == -signal.SIGTERM
+        assert holder.stdout.read() == ""  # it never heard its lease was lost
+        assert PASSWORD not in said
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        holder.stdout.close()

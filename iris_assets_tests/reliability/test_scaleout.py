@@ -360,19 +360,19 @@ def _assert_rode_it_out(scaleout, instance, run_id: str, outages_ended: float) -
 
 
 def test_every_service_stopped_mid_run_within_the_limit_on_the_workers(scaleout, instance, outcome):
-    """On the Celery workers: PostgreSQL (Dagster's storage, Celery's results, the step leases, MLflow's backend store) stopped 10 s mid-step, then the broker and the object store stopped together for 45 s during a later step: SUCCESS unattended, one FINISHED MLflow run, each step once, every stored value intact, nothing missing from the run's log; the webserver and daemon answer afterwards"""
+    """On the Celery workers: PostgreSQL (Dagster's storage, Celery's results, the step leases, MLflow's backend store) stopped 10 s mid-step, then PostgreSQL, the broker and the object store stopped together for 45 s during a later step: SUCCESS unattended, one FINISHED MLflow run, each step once, every stored value intact, nothing missing from the run's log; the webserver and daemon answer afterwards"""
     # The broker and object store ran apart (with a 10 s case each) until the suite needed the minutes;
-    # with the PostgreSQL blip before them every retry path is taken in one run (RELIABILITY.md keeps those rows).
+    # together with PostgreSQL every retry path is taken in one run (RELIABILITY.md keeps those rows).
     server = scaleout.postgres.tcp_server
     assert server is not None
-    # Not PostgreSQL with the broker: a restart releases the running step's lease (a session lock) while
-    # the broker hands that step out again, and a second worker ran it (onnx_model started twice, seen
-    # once in CI): the known limit in docs/reliability.md, until leases are rows with a heartbeat.
-    services = [scaleout.broker, scaleout.store]
+    # PostgreSQL with the broker: the running step keeps its lease (a row whose heartbeat it moves again once
+    # PostgreSQL answers) while the broker hands that step out again; with a session lock, which the restart
+    # released, a second worker ran it (onnx_model started twice, in CI).
+    services = [server, scaleout.broker, scaleout.store]
 
     def stop_all() -> None:
         for service in services:
-            service.stop()
+            (service.stop_server if service is server else service.stop)()
 
     def start_all() -> None:  # side by side, as after a site's power blip (RabbitMQ alone takes ~10 s)
         starting = [threading.Thread(target=service.start) for service in services]
@@ -387,7 +387,7 @@ def test_every_service_stopped_mid_run_within_the_limit_on_the_workers(scaleout,
     stored = stored_values(scaleout, run_id)
     assert stored["model"][2].n_estimators == 2000 and len(stored["splits"][2].X_test) == 30
     outcome.note(
-        f"PostgreSQL away {away[0]:.0f} s, then broker and object store away {away[1]:.0f} s: SUCCESS "
+        f"PostgreSQL away {away[0]:.0f} s, then PostgreSQL, broker and object store away {away[1]:.0f} s: SUCCESS "
         "without a retry, one FINISHED MLflow run, each step started and succeeded once, values intact; the "
         "webserver answered at once, every daemon beat again"
     )
