@@ -50,8 +50,10 @@ HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 10.0
 LEASE_WAIT_SECONDS = 30
 _POLL_SECONDS = 0.5
-# Each statement on a connection of its own, given up quickly when PostgreSQL hangs.
-_CONNECT_ARGS = {"connect_timeout": 5, "options": "-c statement_timeout=5000 -c lock_timeout=5000"}
+# Each transaction on a connection of its own, given up quickly when PostgreSQL hangs (a URL's own
+# `options`, such as a search_path, are kept: the timeouts are set per transaction).
+_CONNECT_ARGS = {"connect_timeout": 5}
+_TIMEOUTS = sqlalchemy.text("SET LOCAL statement_timeout = 5000; SET LOCAL lock_timeout = 5000")
 
 
 class PredecessorStillRunning(dg.DagsterError):
@@ -234,6 +236,7 @@ class _Table:
     @contextmanager
     def begin(self) -> Iterator[sqlalchemy.Connection]:
         with self.engine.begin() as connection:
+            connection.execute(_TIMEOUTS)
             if connection.execute(sqlalchemy.text("SELECT to_regclass(:name)"), {"name": TABLE}).scalar() is None:
                 # Workers starting together: one creates, the others wait for it and find the table.
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": TABLE})
