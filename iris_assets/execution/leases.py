@@ -124,7 +124,7 @@ class Lease:
             except sqlalchemy.exc.DBAPIError as error:
                 try:
                     outage.away(error, self._table.address)
-                except outages.ServiceUnavailable:
+                except (outages.ServiceUnavailable, sqlalchemy.exc.DBAPIError):
                     return  # left behind: it goes stale, and a watcher passes it after STALE_SECONDS
                 time.sleep(_POLL_SECONDS)
 
