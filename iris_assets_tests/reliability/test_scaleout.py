@@ -343,7 +343,7 @@ def _outages_mid_run(instance, run_id: str, outages: list) -> list[float]:
 def _assert_rode_it_out(scaleout, instance, run_id: str, outages_ended: float) -> None:
     """After the services came back: the run SUCCEEDED without a retry, its log holds each step's start
     and success once, it is bound to one FINISHED MLflow run holding each step's work once; the
-    webserver answers at once (its pooled connections were checked) and the daemon's loops beat again."""
+    webserver answers at once (its pooled connections were checked), the daemon's loops beat again and its sensors tick."""
     assert final_status(scaleout, instance, run_id, timeout=900) == "SUCCESS", why_failed(scaleout, instance, run_id)
     graphql(scaleout.topology.web_port, RUN_EVENTS, {"id": run_id})  # raises on an error answer
     assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id}))] == []
@@ -356,7 +356,18 @@ def _assert_rode_it_out(scaleout, instance, run_id: str, outages_ended: float) -
         120,
         "every daemon to beat after the outage",
     )
+    wait_until(lambda: _sensors_ticked_since(instance, outages_ended), 120, "a sensor tick after the outage")
     assert scaleout.topology.services["daemon"].process.poll() is None
+
+
+def _sensors_ticked_since(instance, moment: float) -> list[str]:
+    """The sensors (all RUNNING by default) with a tick recorded after ``moment``."""
+    return [
+        state.instigator_name
+        for state in instance.all_instigator_state()
+        if state.instigator_type.name == "SENSOR"
+        and instance.get_ticks(state.instigator_origin_id, state.selector_id, after=moment, limit=1)
+    ]
 
 
 def test_every_service_stopped_mid_run_within_the_limit_on_the_workers(scaleout, instance, outcome):
@@ -389,7 +400,7 @@ def test_every_service_stopped_mid_run_within_the_limit_on_the_workers(scaleout,
     outcome.note(
         f"PostgreSQL away {away[0]:.0f} s, then PostgreSQL, broker and object store away {away[1]:.0f} s: SUCCESS "
         "without a retry, one FINISHED MLflow run, each step started and succeeded once, values intact; the "
-        "webserver answered at once, every daemon beat again"
+        "webserver answered at once, every daemon beat again, the sensors ticked"
     )
 
 
