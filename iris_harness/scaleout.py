@@ -213,12 +213,12 @@ class ScaleOut:
     def start(self, orchestration: bool = True) -> ScaleOut:
         """Every server and the workers; without ``orchestration``, no code server, webserver or
         daemon (runs launched from the CLI, as the benchmark does, need none of them)."""
+        for index in range(self.worker_count):  # they need only PostgreSQL and the broker to start
+            self.start_worker(index)
         if orchestration:
             self.topology.start()
         else:
             self.topology.start_mlflow()
-        for index in range(self.worker_count):
-            self.start_worker(index)
         for index in range(self.worker_count):
             self.wait_worker(index)
         return self
