@@ -194,6 +194,40 @@ _POSTGRES_STORAGE_MODULES = (
 )
 
 
+def finish_storing_an_inserted_event(storage: Any, event: Any) -> bool:
+    """Whether ``event`` already has its row in a dagster-postgres event log; if so, do here what
+    ``store_event`` does after its INSERT, so that a call made again does not store the event twice.
+
+    dagster-postgres's ``store_event`` commits its INSERT, then sends a NOTIFY and (for asset events)
+    writes the asset index, each a statement of its own: a connection PostgreSQL drops after the INSERT
+    fails the call with the event stored (a step's STEP_START was stored twice so, in CI). The event's
+    row is found by its run and serialized form, the same value ``store_event`` inserts; what follows the
+    INSERT are the storage's private index methods. No public API tells whether an event was stored."""
+    import sqlalchemy
+    from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as events
+    from dagster._serdes import serialize_value
+
+    with storage.index_connection() as connection:
+        row = connection.execute(
+            sqlalchemy.select(events.c.id)
+            .where(events.c.run_id == event.run_id, events.c.event == serialize_value(event))
+            .order_by(events.c.id.desc())
+            .limit(1)
+        ).fetchone()
+    if row is None:
+        return False
+    event_id = int(row[0])
+    dagster_event = event.dagster_event if event.is_dagster_event else None
+    if dagster_event is not None and dagster_event.event_type in ASSET_EVENTS and dagster_event.asset_key:
+        with storage.index_transaction() as connection:
+            storage._store_asset_event_tags(connection, [event], [event_id])
+            storage._store_asset_event(connection, event, event_id)
+    if dagster_event is not None and dagster_event.event_type in ASSET_CHECK_EVENTS:
+        storage.store_asset_check_event(event, event_id)
+    return True
+
+
 def instance_config_defaults(base_dir: str) -> Mapping[str, object]:
     """The defaults of the settings a dagster.yaml leaves out, which Dagster asks a custom
     ``instance_class`` for (``InstanceRef.from_dir`` calls ``config_defaults``); Dagster's own are on

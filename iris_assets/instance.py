@@ -11,9 +11,11 @@ the instance gets it, the webserver and the daemon included, which load no proje
 * a storage call whose statement was in flight when PostgreSQL dropped the connection is made
   again, within the limit: a restart terminates the statements it finds running, and steps
   reading asset records or writing an event at that moment failed (measured). Every public
-  method of the three storages is wrapped; a write that committed just before the drop would
-  be made twice, but PostgreSQL aborts a statement it terminates, so that window is the
-  reply's transit alone.
+  method of the three storages is wrapped. Storing an event is several statements (an INSERT
+  that commits, a NOTIFY, the asset index): when the drop comes after the INSERT, the call made
+  again finds the event stored and only finishes its index (a STEP_START was stored twice in
+  CI). Any other write that committed just before the drop would be made twice, but
+  PostgreSQL aborts a statement it terminates, so that window is the reply's transit alone.
 
 A project that keeps ``storage: postgres`` without this class still gets the first point in
 every process that loads its code (``location.load`` calls ``ride_out_postgres_restarts``).
@@ -25,7 +27,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import dagster as dg
 
@@ -82,28 +84,41 @@ def make_calls_again_after_a_dropped_connection(storage: object) -> None:
         if name.startswith("_") or name in _CALLED_ONCE:
             continue
         if inspect.isfunction(inspect.getattr_static(type(storage), name)):  # not a property or classmethod
-            setattr(storage, name, again_after_a_dropped_connection(getattr(storage, name)))
+            # An event whose INSERT committed before the drop is not inserted again (the NOTIFY after it failed).
+            done = functools.partial(dagster_private.finish_storing_an_inserted_event, storage)
+            already_done = done if name == "store_event" and _is_postgres(storage) else None
+            setattr(storage, name, again_after_a_dropped_connection(getattr(storage, name), already_done))
 
 
-def again_after_a_dropped_connection(call: Callable[..., T]) -> Callable[..., T]:
+def again_after_a_dropped_connection(
+    call: Callable[..., T], already_done: Callable[..., bool] | None = None
+) -> Callable[..., T]:
     """``call``, made again while it fails because PostgreSQL dropped its connection (SQLAlchemy marks
     such an error ``connection_invalidated``), up to the outage limit; the next attempt's connection
-    waits for PostgreSQL like any other."""
+    waits for PostgreSQL like any other. ``already_done(*args, **kwargs)``, asked before each new
+    attempt, tells (and finishes) a call whose write committed before the drop: it is not made again."""
 
     @functools.wraps(call)
     def again(*args: Any, **kwargs: Any) -> T:
         import sqlalchemy
 
-        started = time.monotonic()
+        started, dropped = time.monotonic(), False
         while True:
             try:
+                if dropped and already_done is not None and already_done(*args, **kwargs):
+                    return cast(T, None)
                 return call(*args, **kwargs)
             except sqlalchemy.exc.DBAPIError as error:
                 if not error.connection_invalidated or time.monotonic() - started >= outage_limit_seconds():
                     raise
+                dropped = True
                 time.sleep(0.5)
 
     return again
+
+
+def _is_postgres(storage: object) -> bool:
+    return type(storage).__module__.startswith("dagster_postgres.")
 
 
 # Installed as Dagster reads dagster.yaml (it imports this class before opening any storage).

@@ -239,6 +239,28 @@ def test_dagster_postgres_connects_through_the_retry_function_the_project_replac
     assert pg_utils.retry_pg_connection_fn(lambda: "connected") == "connected"
 
 
+def test_dagster_postgres_stores_an_event_as_finish_storing_an_inserted_event_repeats_it():
+    """finish_storing_an_inserted_event redoes what dagster-postgres's store_event does after its INSERT:
+    the same private index methods, called the same way, with the serialized event as the row's value
+    (the behaviour itself, on a real PostgreSQL: test_postgres_outages.py)."""
+    import inspect
+
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from dagster_postgres import PostgresEventLogStorage
+
+    store_event = inspect.getsource(PostgresEventLogStorage.store_event)
+    assert store_event.index("insert_event_statement") < store_event.index("NOTIFY")
+    for call in (
+        "self._store_asset_event_tags(conn, [event], [event_id])",
+        "self._store_asset_event(conn, event, event_id)",
+        "self.store_asset_check_event(event, event_id)",
+        "in ASSET_EVENTS",
+        "in ASSET_CHECK_EVENTS",
+    ):
+        assert call in store_event, call
+    assert '"event": serialize_value(event)' in inspect.getsource(SqlEventLogStorage._event_to_row)  # noqa: SLF001
+
+
 def test_deploy_s_instance_class_loads_with_dagster_s_own_defaults(tmp_path):
     """deploy/dagster.yaml's instance_class: Dagster asks it for config_schema and config_defaults (the
     private InstanceRef's); what it leaves out gets Dagster's defaults, and its pooled-connection check

@@ -234,6 +234,48 @@ def test_a_write_in_flight_when_postgres_stops_is_written_again(postgres, monkey
     engine.dispose()
 
 
+@pytest.mark.parametrize("instance_class", ["IrisInstance", "DagsterInstance"])
+def test_an_event_stored_just_before_the_connection_drops_is_stored_once(
+    postgres, tmp_path, monkeypatch, instance_class
+):
+    """dagster-postgres stores an event with an INSERT, then a NOTIFY, then (an asset event) its index: the
+    connection dropped between them (PostgreSQL stopping as the INSERT committed: a STEP_START was stored
+    twice in CI). With IrisInstance the call made again finds the event stored and only finishes its index:
+    one materialization, indexed; Dagster's own instance fails the call."""
+    import dagster as dg
+    import psycopg2
+    import sqlalchemy
+
+    monkeypatch.setenv("IRIS_OUTAGE_LIMIT_SECONDS", "20")
+    folder = _instance_folder(tmp_path, postgres, instance_class == "IrisInstance")
+    admin = psycopg2.connect(postgres.admin_url)
+    admin.autocommit = True
+    dropped = []
+
+    def drop_at_the_notify(connection, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith("NOTIFY") and not dropped:  # the INSERT has committed
+            dropped.append(cursor.connection.get_backend_pid())
+            with admin.cursor() as admin_cursor:
+                admin_cursor.execute("SELECT pg_terminate_backend(%s)", (dropped[0],))
+
+    with dg.DagsterInstance.from_config(str(folder)) as instance:
+        sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", drop_at_the_notify)
+        try:
+            answer, _ = _timed(lambda: instance.report_runless_asset_event(dg.AssetMaterialization("blip")))
+        finally:
+            sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", drop_at_the_notify)
+        assert len(dropped) == 1  # the drop happened, after the INSERT
+        stored = instance.fetch_materializations(dg.AssetKey("blip"), limit=10).records
+        if instance_class == "IrisInstance":
+            assert answer is None, answer
+            assert len(stored) == 1, stored  # not twice
+            latest = instance.get_latest_materialization_event(dg.AssetKey("blip"))
+            assert latest is not None and latest.timestamp == stored[0].timestamp  # read from its index: written
+        else:
+            assert type(answer).__name__ == "OperationalError" and len(stored) == 1, (answer, stored)
+    admin.close()
+
+
 def test_a_step_keeps_its_lease_through_a_postgres_restart(postgres, monkeypatch):
     """A step holding its lease while PostgreSQL is away for longer than STALE_SECONDS, and the broker hands
     the step out again the moment PostgreSQL is back (both restarted together): the new delivery is refused,
