@@ -269,10 +269,10 @@ def _ping_before_use(dbapi_connection: Any, _record: object, _proxy: object) -> 
 
 def _postgres_address(connect: Callable[[], object]) -> str:
     """``host:port/database`` of the engine whose ``connect`` failed (no user, no password)."""
+    from iris_assets.tracking.redaction import database_address
+
     url = getattr(getattr(connect, "__self__", None), "url", None)
-    if url is None:
-        return "(the instance's storage)"
-    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+    return "(the instance's storage)" if url is None else database_address(url)
 
 
 def _first_line(error: BaseException) -> str:

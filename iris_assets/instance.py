@@ -84,9 +84,9 @@ def make_calls_again_after_a_dropped_connection(storage: object) -> None:
         if name.startswith("_") or name in _CALLED_ONCE:
             continue
         if inspect.isfunction(inspect.getattr_static(type(storage), name)):  # not a property or classmethod
-            # An event whose INSERT committed before the drop is not inserted again (the NOTIFY after it failed).
-            done = functools.partial(dagster_private.finish_storing_an_inserted_event, storage)
-            already_done = done if name == "store_event" and _is_postgres(storage) else None
+            already_done = None
+            if name == "store_event" and _is_postgres(storage):  # its INSERT may have committed before the drop
+                already_done = functools.partial(dagster_private.finish_storing_an_inserted_event, storage)
             setattr(storage, name, again_after_a_dropped_connection(getattr(storage, name), already_done))
 
 

@@ -42,6 +42,7 @@ import sqlalchemy
 
 from iris_assets import settings
 from iris_assets.execution import outages
+from iris_assets.tracking.redaction import database_address
 
 TABLE = "iris_step_leases"
 # A holder beats this often; a watcher calls it dead after this long without a beat (five beats:
@@ -229,8 +230,7 @@ class _Table:
 
     def __init__(self, url: str):
         self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args=_CONNECT_ARGS)
-        parts = self.engine.url
-        self.address = f"{parts.host or 'localhost'}:{parts.port or 5432}/{parts.database}"
+        self.address = database_address(self.engine.url)
         self._forgot = False
 
     @contextmanager

@@ -13,6 +13,12 @@ SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|CREDENTIAL|PRIVATE|API_K
 _USER_INFO = re.compile(r"(?<=://)[^/@\s:]*(?::[^/@\s]*)?@")
 
 
+def database_address(url: object) -> str:
+    """``host:port/database`` of a SQLAlchemy URL of PostgreSQL: no user, no password."""
+    host, port, database = (getattr(url, name, None) for name in ("host", "port", "database"))
+    return f"{host or 'localhost'}:{port or 5432}/{database}"
+
+
 def redacted(text: str) -> str:
     """``text`` with the ``user:password@`` part of every URL in it removed."""
     return _USER_INFO.sub("", text)
